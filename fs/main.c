@@ -1,0 +1,162 @@
+/* snapfs: mount the guests' disks of a libvirt host (or of LVM volume
+ * groups) as read-only image files on lazy LVM snapshots. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs-fuse.h"
+
+/* The owner mark of a mount: the same mount point gives the same mark, so a
+ * restart sweeps what a crashed run of this mount left, and nothing of a
+ * second snapfs mounted elsewhere. */
+static void owner_tag(const char *mountpoint, char *out, size_t outlen)
+{
+	snprintf(out, outlen, SNAPFS_OWNER_TAG_PREFIX "%016llx",
+		 (unsigned long long)snapfs_name_hash(mountpoint, strlen(mountpoint)));
+}
+
+static int cleanup_only(const char *mountpoint)
+{
+	char owner[64];
+	char real[PATH_MAX];
+	int n;
+
+	if (mountpoint) {
+		if (!realpath(mountpoint, real)) {
+			fprintf(stderr, "snapfs: %s: %s\n", mountpoint, strerror(errno));
+			return 1;
+		}
+		owner_tag(real, owner, sizeof(owner));
+	}
+	n = snapfs_lvm_sweep(mountpoint ? owner : NULL);
+	if (n < 0)
+		return 1;
+	printf("snapfs: removed %d leftover snapshot(s)%s%s\n", n, mountpoint ? " of " : "",
+	       mountpoint ? real : "");
+	return 0;
+}
+
+/* "fsname=SOURCE" with the commas and backslashes of SOURCE escaped. */
+static int add_fsname(struct fuse_args *args, const char *source)
+{
+	char opt[600] = "-ofsname=";
+	size_t o = strlen(opt);
+
+	for (const char *p = source ? source : "snapfs"; *p && o < sizeof(opt) - 3; p++) {
+		if (*p == ',' || *p == '\\')
+			opt[o++] = '\\';
+		opt[o++] = *p;
+	}
+	opt[o] = '\0';
+	return fuse_opt_add_arg(args, opt);
+}
+
+static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owner)
+{
+	struct fuse_loop_config *loop_cfg = NULL;
+	struct snapfs_snapset_config set_cfg = {
+		.cow_size = o->cow_size,
+		.owner = owner,
+		.linger = o->linger,
+	};
+	struct fuse *fuse;
+	int rc = 1;
+
+	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=snapfs,noatime") < 0 ||
+	    add_fsname(args, o->source) < 0 || (o->fuse_debug && fuse_opt_add_arg(args, "-odebug") < 0))
+		return 1;
+	fuse = fuse_new(args, &snapfs_ops, sizeof(snapfs_ops), NULL);
+	if (!fuse)
+		return 1;
+	if (fuse_mount(fuse, o->mountpoint) < 0)
+		goto out_destroy;
+	/* The parent returns only now that the mount is ready. */
+	if (fuse_daemonize(o->foreground) < 0)
+		goto out_unmount;
+	if (!o->foreground)
+		snapfs_log_init(true, o->debug_mask);
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
+		goto out_unmount;
+	snapfs_snapset_init(&set_cfg);
+	snapfs_info("serving %s on %s", o->source ? o->source : "libvirt's default URI",
+		    o->mountpoint);
+	if (o->single_thread) {
+		rc = fuse_loop(fuse);
+	} else {
+		loop_cfg = fuse_loop_cfg_create();
+		if (loop_cfg)
+			fuse_loop_cfg_set_max_threads(loop_cfg, 32);
+		rc = fuse_loop_mt(fuse, loop_cfg);
+		fuse_loop_cfg_destroy(loop_cfg);
+	}
+	rc = rc < 0 ? 1 : 0;
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+	/* Every snapshot goes, open files or not, before we exit. */
+	snapfs_snapset_shutdown();
+	snapfs_info("unmounted %s", o->mountpoint);
+out_destroy:
+	fuse_destroy(fuse);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct snapfs_opts o;
+	struct fuse_args args;
+	struct snapfs_source src;
+	struct snapfs_catalog *cat = NULL;
+	char real[PATH_MAX];
+	char owner[64];
+	int rc, n;
+
+	if (snapfs_opts_parse(argc, argv, &o, &args) < 0)
+		return 1;
+	if (o.show_help || o.show_version) {
+		if (o.show_help)
+			snapfs_opts_usage(argv[0]);
+		else
+			printf("snapfs %s (libfuse %s)\n", PACKAGE_VERSION, fuse_pkgversion());
+		rc = 0;
+		goto out;
+	}
+	snapfs_log_init(false, o.debug_mask);
+	snapfs_lvm_configure(NULL, (int)o.lvm_timeout * 1000);
+	if (o.cleanup) {
+		rc = cleanup_only(o.mountpoint);
+		goto out;
+	}
+	rc = 1;
+	if (!realpath(o.mountpoint, real)) {
+		snapfs_error("mount point %s: %s", o.mountpoint, strerror(errno));
+		goto out;
+	}
+	owner_tag(real, owner, sizeof(owner));
+	if (snapfs_source_parse(o.source, &src) < 0)
+		goto out;
+	/* What a crashed run of this mount left behind goes first. */
+	n = snapfs_lvm_sweep(owner);
+	if (n > 0)
+		snapfs_info("removed %d snapshot(s) left behind by an earlier run on %s", n, real);
+	snapfs_catalog_init(&src, o.cache);
+	/* A source that cannot be read fails the mount, with the reason. */
+	if (snapfs_catalog_get(&cat) < 0) {
+		snapfs_error("cannot list the guests of %s; not mounting",
+			     o.source ? o.source : "libvirt's default URI");
+		goto out_source;
+	}
+	snapfs_catalog_put(cat);
+	snapfs_fs_opts = &o;
+	rc = serve(&o, &args, owner);
+	snapfs_catalog_shutdown();
+out_source:
+	snapfs_source_free(&src);
+out:
+	fuse_opt_free_args(&args);
+	snapfs_opts_free(&o);
+	return rc;
+}

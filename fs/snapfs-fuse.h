@@ -1,0 +1,59 @@
+/* The FUSE adapter of snapfs: options, path to node, the ops table. */
+#ifndef SNAPFS_FUSE_H
+#define SNAPFS_FUSE_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse.h>
+#include <fuse_opt.h>
+
+#include "snapfs.h"
+
+/* ---- options.c --------------------------------------------------------- */
+
+struct snapfs_opts {
+	char *source;          /* SOURCE, NULL for libvirt's default URI */
+	char *mountpoint;
+	char *cow_size;        /* -o cow_size=, "20%ORIGIN" */
+	unsigned linger;       /* -o linger=SECONDS */
+	double cache;          /* -o cache=SECONDS, guest discovery cache */
+	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */
+	char *gid_text;        /* -o gid=GROUP */
+	gid_t gid;
+	unsigned debug_mask;   /* -o debug_areas=, -d */
+	bool foreground;       /* -f, -d */
+	bool single_thread;    /* -s */
+	bool fuse_debug;       /* -d */
+	bool show_help;
+	bool show_version;
+	bool cleanup;          /* --cleanup: sweep and exit */
+};
+
+/* Parse argv into o; what FUSE itself handles (-o allow_other, ...) is left
+ * in rest.  Returns 0 or -EINVAL with a message on stderr. */
+int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_args *rest);
+void snapfs_opts_free(struct snapfs_opts *o);
+void snapfs_opts_usage(const char *prog);
+
+/* ---- tree.c ------------------------------------------------------------ */
+
+enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART };
+
+struct snapfs_node {
+	enum snapfs_node_kind kind;
+	struct snapfs_catalog *cat;         /* holds a reference */
+	const struct snapfs_guest *guest;
+	const struct snapfs_disk *disk;
+	const struct snapfs_partition *part;
+};
+
+/* Resolve a path of the mount; 0 or -ENOENT.  Drop with snapfs_node_put. */
+int snapfs_node_lookup(const char *path, struct snapfs_node *n);
+void snapfs_node_put(struct snapfs_node *n);
+
+/* ---- ops.c ------------------------------------------------------------- */
+
+extern const struct fuse_operations snapfs_ops;
+/* Settings the ops read; set before the mount, read-only after. */
+extern struct snapfs_opts *snapfs_fs_opts;
+
+#endif

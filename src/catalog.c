@@ -1,0 +1,374 @@
+/* The catalog: which guests exist, their disks and partitions, as one
+ * discovery saw them.  Listings are served from it; it is refreshed when
+ * older than the cache time so that ls -lR and rsync don't hammer libvirt
+ * or LVM, and a guest defined later shows up without a remount.
+ *
+ * Locking: catalog_lock protects `current` and every catalog's refs.
+ * refresh_lock serializes discoveries; it is held across the libvirt and
+ * lvs calls, but never together with catalog_lock, so readers of the old
+ * catalog never wait on a discovery.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapfs_catalog *current; /* under catalog_lock */
+static struct snapfs_source source;    /* read-only after init */
+static double cache_seconds;           /* read-only after init */
+
+int snapfs_source_parse(const char *text, struct snapfs_source *src)
+{
+	memset(src, 0, sizeof(*src));
+	if (!text || strncmp(text, "lvm:", 4) != 0) {
+		src->type = SNAPFS_SRC_LIBVIRT;
+		if (text && !(src->uri = strdup(text)))
+			return -ENOMEM;
+		return 0;
+	}
+	src->type = SNAPFS_SRC_LVM;
+	CLEANUP_FREE char *list = strdup(text + 4);
+	size_t n = 0;
+	char *save = NULL;
+
+	if (!list)
+		return -ENOMEM;
+	src->vgs = calloc(strlen(list) / 2 + 2, sizeof(char *));
+	if (!src->vgs)
+		return -ENOMEM;
+	for (char *vg = strtok_r(list, ",", &save); vg; vg = strtok_r(NULL, ",", &save)) {
+		/* LVM's own rule for VG names. */
+		if (strspn(vg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			       "0123456789+_.-") != strlen(vg) ||
+		    vg[0] == '-' || strlen(vg) > 127 || !strcmp(vg, ".") || !strcmp(vg, "..")) {
+			snapfs_error("source %s: \"%s\" is not a valid VG name", text, vg);
+			snapfs_source_free(src);
+			return -EINVAL;
+		}
+		if (!(src->vgs[n++] = strdup(vg))) {
+			snapfs_source_free(src);
+			return -ENOMEM;
+		}
+	}
+	if (n == 0) {
+		snapfs_error("source %s names no VG", text);
+		snapfs_source_free(src);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void snapfs_source_free(struct snapfs_source *src)
+{
+	free(src->uri);
+	for (size_t i = 0; src->vgs && src->vgs[i]; i++)
+		free(src->vgs[i]);
+	free(src->vgs);
+	memset(src, 0, sizeof(*src));
+}
+
+void snapfs_guests_free(struct snapfs_guest *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t d = 0; d < g[i].ndisks; d++)
+			snapfs_partitions_free(&g[i].disk[d].parts);
+		free(g[i].disk);
+		free(g[i].name);
+		free(g[i].key);
+		free(g[i].xml);
+	}
+	free(g);
+}
+
+static int cmp_dir(const void *a, const void *b)
+{
+	const struct snapfs_guest *x = a, *y = b;
+	int c = strcmp(x->dir, y->dir);
+
+	return c ? c : strcmp(x->key, y->key);
+}
+
+void snapfs_guests_name(struct snapfs_guest *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		snapfs_name_escape(g[i].name, g[i].dir);
+	qsort(g, n, sizeof(*g), cmp_dir);
+	/* Escaping is one-to-one; names can still meet when cut for length or
+	 * when two VGs hold LVs of one name.  Every member of a clash gets a
+	 * suffix from its stable identity. */
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+
+		while (j < n && !strcmp(g[i].dir, g[j].dir))
+			j++;
+		if (j - i > 1) {
+			for (size_t k = i; k < j; k++) {
+				uint64_t h = snapfs_name_hash(g[k].key, strlen(g[k].key));
+				size_t len = strlen(g[k].dir);
+
+				if (len > SNAPFS_NAME_MAX - 9)
+					len = SNAPFS_NAME_MAX - 9;
+				snprintf(g[k].dir + len, SNAPFS_NAME_MAX + 1 - len, "~%08x",
+					 (unsigned)(h >> 32));
+			}
+			snapfs_warn("%zu guests share the directory name %.*s; each got a suffix",
+				    j - i, (int)strcspn(g[i].dir, "~"), g[i].dir);
+		}
+		i = j;
+	}
+	qsort(g, n, sizeof(*g), cmp_dir);
+}
+
+static bool file_taken(const struct snapfs_guest *g, const char *file)
+{
+	unsigned partno;
+
+	return !strcmp(file, "domain.xml") || snapfs_guest_disk(g, file, &partno) != NULL;
+}
+
+int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
+			  const char *target, const char *format, unsigned sector_size)
+{
+	struct snapfs_disk d;
+	struct snapfs_disk *nd;
+
+	memset(&d, 0, sizeof(d));
+	snprintf(d.target, sizeof(d.target), "%s", target);
+	snprintf(d.format, sizeof(d.format), "%s", format);
+	snprintf(d.ext, sizeof(d.ext), "%s", format);
+	d.sector_size = sector_size;
+	d.lv = *lv;
+	if (snapfs_name_image(target, 0, d.ext, d.file, sizeof(d.file)) < 0 ||
+	    file_taken(g, d.file)) {
+		snapfs_warn("guest %s: disk %s clashes with another file name; left out",
+			    g->name, target);
+		return 0;
+	}
+	nd = realloc(g->disk, (g->ndisks + 1) * sizeof(*nd));
+	if (!nd)
+		return -ENOMEM;
+	g->disk = nd;
+	g->disk[g->ndisks++] = d;
+	return 0;
+}
+
+const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
+					    unsigned *partno)
+{
+	char name[SNAPFS_NAME_MAX + 1];
+
+	for (size_t i = 0; i < g->ndisks; i++) {
+		const struct snapfs_disk *d = &g->disk[i];
+
+		if (!strcmp(d->file, file)) {
+			*partno = 0;
+			return d;
+		}
+		for (size_t p = 0; p < d->parts.n; p++) {
+			if (snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+					      sizeof(name)) == 0 &&
+			    !strcmp(name, file)) {
+				*partno = d->parts.part[p].number;
+				return d;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Partition tables of the live origins, for listings only. */
+static void read_live_partitions(struct snapfs_guest *g)
+{
+	for (size_t i = 0; i < g->ndisks; i++) {
+		struct snapfs_disk *d = &g->disk[i];
+		char path[300];
+		uint64_t size;
+		int fd;
+
+		if (strcmp(d->format, "raw") || d->lv.major < 0)
+			continue;
+		if (snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
+			continue;
+		fd = snapfs_device_open(path, &size);
+		if (fd < 0) {
+			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->name,
+				     d->target, path, strerror(-fd));
+			continue;
+		}
+		snapfs_partitions_read(fd, size, d->sector_size, g->name, d->target, &d->parts);
+		close(fd);
+		/* A partition file whose name a disk already has is left out. */
+		for (size_t p = 0; p < d->parts.n;) {
+			char name[SNAPFS_NAME_MAX + 1];
+			unsigned partno;
+			const struct snapfs_disk *other;
+
+			snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+					  sizeof(name));
+			other = snapfs_guest_disk(g, name, &partno);
+			if (other != d || partno != d->parts.part[p].number) {
+				snapfs_warn("guest %s: partition file %s clashes; left out",
+					    g->name, name);
+				memmove(&d->parts.part[p], &d->parts.part[p + 1],
+					(d->parts.n - p - 1) * sizeof(d->parts.part[0]));
+				d->parts.n--;
+				continue;
+			}
+			p++;
+		}
+	}
+}
+
+static int discover(struct snapfs_catalog **out)
+{
+	struct snapfs_lv_list lvs = { 0 };
+	struct snapfs_catalog *c;
+	int rc;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->refs = 1;
+	c->stamp = snapfs_stamp_next();
+	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
+							    : NULL,
+			     &lvs);
+	if (rc < 0)
+		goto fail;
+	if (source.type == SNAPFS_SRC_LVM)
+		rc = snapfs_source_lvm_list(source.vgs, &lvs, &c->guest, &c->n);
+	else
+		rc = snapfs_source_libvirt_list(source.uri, &lvs, &c->guest, &c->n);
+	snapfs_lvm_list_free(&lvs);
+	if (rc < 0)
+		goto fail;
+	for (size_t i = 0; i < c->n; i++)
+		read_live_partitions(&c->guest[i]);
+	snapfs_guests_name(c->guest, c->n);
+	*out = c;
+	return 0;
+fail:
+	free(c);
+	return rc;
+}
+
+int snapfs_catalog_init(const struct snapfs_source *src, double seconds)
+{
+	source = *src;
+	cache_seconds = seconds;
+	return 0;
+}
+
+static bool fresh(const struct snapfs_catalog *c)
+{
+	struct timespec now;
+	double age;
+
+	if (!c)
+		return false;
+	clock_gettime(CLOCK_REALTIME, &now);
+	age = (double)(now.tv_sec - c->stamp.tv_sec) +
+	      (double)(now.tv_nsec - c->stamp.tv_nsec) / 1e9;
+	return age >= 0 && age < cache_seconds;
+}
+
+static struct snapfs_catalog *take_current(bool only_fresh)
+{
+	struct snapfs_catalog *c = NULL;
+
+	pthread_mutex_lock(&catalog_lock);
+	if (current && (!only_fresh || fresh(current))) {
+		c = current;
+		c->refs++;
+	}
+	pthread_mutex_unlock(&catalog_lock);
+	return c;
+}
+
+int snapfs_catalog_get(struct snapfs_catalog **out)
+{
+	struct snapfs_catalog *c, *old;
+	int rc;
+
+	if ((*out = take_current(true)))
+		return 0;
+	pthread_mutex_lock(&refresh_lock);
+	/* Someone else may have refreshed while we waited. */
+	if ((*out = take_current(true))) {
+		pthread_mutex_unlock(&refresh_lock);
+		return 0;
+	}
+	rc = discover(&c);
+	if (rc < 0) {
+		pthread_mutex_unlock(&refresh_lock);
+		/* Keep serving what we saw last rather than failing a backup. */
+		if ((*out = take_current(false))) {
+			snapfs_warn("guest discovery failed (%s); serving the previous list",
+				    strerror(-rc));
+			return 0;
+		}
+		return rc;
+	}
+	pthread_mutex_lock(&catalog_lock);
+	old = current;
+	current = c;
+	c->refs++;
+	pthread_mutex_unlock(&catalog_lock);
+	pthread_mutex_unlock(&refresh_lock);
+	if (old)
+		snapfs_catalog_put(old);
+	*out = c;
+	return 0;
+}
+
+void snapfs_catalog_put(struct snapfs_catalog *c)
+{
+	bool last;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&catalog_lock);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&catalog_lock);
+	if (last) {
+		snapfs_guests_free(c->guest, c->n);
+		free(c);
+	}
+}
+
+void snapfs_catalog_shutdown(void)
+{
+	struct snapfs_catalog *c;
+
+	pthread_mutex_lock(&catalog_lock);
+	c = current;
+	current = NULL;
+	pthread_mutex_unlock(&catalog_lock);
+	snapfs_catalog_put(c);
+}
+
+const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
+						const char *dir)
+{
+	size_t lo = 0, hi = c->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int r = strcmp(dir, c->guest[mid].dir);
+
+		if (r == 0) {
+			/* Names are distinct after snapfs_guests_name. */
+			return &c->guest[mid];
+		}
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}

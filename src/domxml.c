@@ -1,0 +1,547 @@
+/* Disks of a libvirt domain XML that may be backed by LVM.
+ *
+ * The XML describes a guest that someone else defined, so it is treated as
+ * hostile:
+ *  - at most DOMXML_MAX_SIZE bytes (-E2BIG beyond that);
+ *  - read as UTF-8 whatever it declares, with no network, no DTD loading
+ *    and no entity substitution; libxml2's own limits (depth, name and
+ *    text lengths) stay on, as XML_PARSE_HUGE is not given;
+ *  - a document with a DOCTYPE is refused (-EINVAL) as soon as the parser
+ *    meets it, before any entity declaration is read: libvirt never writes
+ *    one, and without it no entity but the five predefined ones can exist;
+ *  - libxml2's messages go to a per-parse handler and end in one debug
+ *    line, never on stderr;
+ *  - at most DOMXML_MAX_DISKS <disk> elements are looked at, which bounds
+ *    the work and the log lines one document can cause;
+ *  - every value kept is checked (see invalid_reason()); a disk that fails
+ *    a check is skipped with a warning, the rest of the domain still counts.
+ *
+ * Thread safety: libxml2 is initialised once (pthread_once) and every call
+ * has its own parser context and document; no global libxml2 handler is
+ * set, so snapfs_domxml_disks() may run in several threads at once.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+
+#include "snapfs.h"
+
+/* Twice libvirt's RPC string limit (4 MiB), and under the 10,000,000 bytes
+ * that libxml2 parses without XML_PARSE_HUGE. */
+#define DOMXML_MAX_SIZE (8u << 20)
+#define DOMXML_MAX_DISKS 1024
+#define DOMXML_PARSE_OPTIONS                                                             \
+	(XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |                      \
+	 XML_PARSE_NOWARNING | XML_PARSE_IGNORE_ENC)
+
+#define TARGET_MAX 32
+#define FORMAT_MAX 16
+#define DEV_PATH_MAX 4096 /* bytes with the NUL, as PATH_MAX */
+#define POOL_NAME_MAX 256 /* bytes with the NUL */
+#define SHOW_MAX 80 /* a value in a log line */
+#define SHOW_GUEST_MAX 1040 /* a 255-byte guest name, every byte escaped */
+
+/* A disk as found in the tree: pointers into the document, not checked. */
+struct disk_view {
+	const char *device;
+	const char *type;
+	const char *target;
+	const char *format;
+	const char *dev;
+	const char *pool;
+	const char *volume;
+	const char *block_size;
+};
+
+struct walk {
+	const char *guest; /* printable */
+	struct snapfs_xml_disks disks;
+	size_t alloc;
+	unsigned seen;
+};
+
+static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
+
+static void xml_init(void)
+{
+	xmlInitParser();
+}
+
+/* Copy s for a log line: bytes outside printable ASCII, and '\', become
+ * \xNN; a value too long for buf is cut and ends in "...". */
+static void show(const char *s, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	if (!s || !*s) {
+		snprintf(buf, size, "%s", s ? "(empty)" : "(none)");
+		return;
+	}
+	for (; *s; s++) {
+		unsigned char c = *s;
+		bool esc = c < 0x20 || c > 0x7e || c == '\\';
+
+		if (o + (esc ? 4 : 1) + 4 > size) {
+			memcpy(buf + o, "...", 4);
+			return;
+		}
+		if (esc)
+			o += snprintf(buf + o, 5, "\\x%02x", c);
+		else
+			buf[o++] = c;
+	}
+	buf[o] = '\0';
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+#if LIBXML_VERSION >= 21200
+static void keep_error(void *data, const xmlError *err)
+#else
+static void keep_error(void *data, xmlErrorPtr err)
+#endif
+{
+	/* The context keeps the last error; parse_error() reports it. */
+	(void)data;
+	(void)err;
+}
+
+static void refuse_doctype(void *ctx, const xmlChar *name, const xmlChar *public_id,
+			   const xmlChar *system_id)
+{
+	(void)name;
+	(void)public_id;
+	(void)system_id;
+	xmlStopParser(ctx);
+}
+
+static int parse_error(const char *guest, xmlParserCtxtPtr ctxt)
+{
+	const xmlError *err = xmlCtxtGetLastError(ctxt);
+	char msg[SHOW_MAX * 2];
+	size_t len;
+
+	if (ctxt->errNo == XML_ERR_USER_STOP) {
+		snapfs_debug(SNAPFS_DBG_GUESTS,
+			     "guest %s: domain XML has a DOCTYPE; refused", guest);
+		return -EINVAL;
+	}
+	if (err && err->code == XML_ERR_NO_MEMORY)
+		return -ENOMEM;
+	show(err && err->message ? err->message : "unknown error", msg, sizeof(msg));
+	len = strlen(msg);
+	if (len >= 4 && !strcmp(msg + len - 4, "\\x0a"))
+		msg[len - 4] = '\0';
+	snapfs_debug(SNAPFS_DBG_GUESTS,
+		     "guest %s: domain XML does not parse: line %d: %s", guest,
+		     err ? err->line : 0, msg);
+	return -EINVAL;
+}
+
+/* Parse xml (len bytes) into *docp.  Returns 0, -EINVAL or -ENOMEM. */
+static int parse(const char *guest, const char *xml, size_t len, xmlDocPtr *docp)
+{
+	xmlParserCtxtPtr ctxt;
+	xmlDocPtr doc;
+	int ret = 0;
+
+	pthread_once(&xml_once, xml_init);
+	ctxt = xmlNewParserCtxt();
+	if (!ctxt)
+		return -ENOMEM;
+	ctxt->sax->serror = keep_error;
+	ctxt->sax->internalSubset = refuse_doctype;
+	doc = xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, "UTF-8", DOMXML_PARSE_OPTIONS);
+	if (!doc || ctxt->errNo == XML_ERR_USER_STOP) {
+		ret = parse_error(guest, ctxt);
+		xmlFreeDoc(doc);
+		doc = NULL;
+	}
+	xmlFreeParserCtxt(ctxt);
+	*docp = doc;
+	return ret;
+}
+
+/* ---- reading the tree -------------------------------------------------- */
+
+/* libvirt's elements and attributes are in no namespace. */
+static bool is_element(const xmlNode *n, const char *name)
+{
+	return n && n->type == XML_ELEMENT_NODE && !n->ns &&
+	       xmlStrEqual(n->name, BAD_CAST name);
+}
+
+static const xmlNode *first_child(const xmlNode *parent, const char *name)
+{
+	const xmlNode *n;
+
+	for (n = parent->children; n; n = n->next)
+		if (is_element(n, name))
+			return n;
+	return NULL;
+}
+
+/* The value of an attribute, NULL when absent.  A value that is not one
+ * plain text node (it cannot be without a DTD) reads as "", which every
+ * check below refuses. */
+static const char *attr(const xmlNode *node, const char *name)
+{
+	const xmlAttr *a;
+
+	if (!node)
+		return NULL;
+	for (a = node->properties; a; a = a->next) {
+		if (a->ns || !xmlStrEqual(a->name, BAD_CAST name))
+			continue;
+		if (!a->children)
+			return "";
+		if (a->children->next || a->children->type != XML_TEXT_NODE ||
+		    !a->children->content)
+			return "";
+		return (const char *)a->children->content;
+	}
+	return NULL;
+}
+
+static const char *child_attr(const xmlNode *node, const char *child, const char *name)
+{
+	return attr(first_child(node, child), name);
+}
+
+/* Only the first <target>, <driver>, <source> and <blockio> child counts;
+ * those nested deeper (backingStore, mirror) are not the disk's own. */
+static void read_view(const xmlNode *disk, struct disk_view *v)
+{
+	const xmlNode *source = first_child(disk, "source");
+
+	v->device = attr(disk, "device");
+	v->type = attr(disk, "type");
+	v->target = child_attr(disk, "target", "dev");
+	v->format = child_attr(disk, "driver", "type");
+	v->dev = attr(source, "dev");
+	v->pool = attr(source, "pool");
+	v->volume = attr(source, "volume");
+	v->block_size = child_attr(disk, "blockio", "logical_block_size");
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+/* Why a disk is not one snapfs serves (debug only), or NULL. */
+static const char *skip_reason(const struct disk_view *v)
+{
+	if (v->device && strcmp(v->device, "disk"))
+		return "not a disk device";
+	if (!v->type)
+		return "no type, so a file disk";
+	if (!strcmp(v->type, "block")) {
+		if (!v->dev || !*v->dev)
+			return "no <source dev>";
+		return NULL;
+	}
+	if (!strcmp(v->type, "volume")) {
+		if (!v->pool || !v->volume)
+			return "no <source pool volume>";
+		return NULL;
+	}
+	return "neither a block nor a volume disk";
+}
+
+static bool has_only(const char *s, const char *set)
+{
+	return s[strspn(s, set)] == '\0';
+}
+
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static const char *target_invalid(const char *t)
+{
+	size_t len;
+
+	if (!t)
+		return "no <target dev>";
+	len = strlen(t);
+	if (len == 0 || len > TARGET_MAX)
+		return "target name is empty or longer than 32 bytes";
+	if (t[0] == '-')
+		return "target name starts with '-'";
+	if (!has_only(t,
+		      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"))
+		return "target name has bytes other than [A-Za-z0-9_-]";
+	return NULL;
+}
+
+static const char *format_invalid(const char *f)
+{
+	size_t len = strlen(f);
+
+	if (len == 0 || len > FORMAT_MAX ||
+	    !has_only(f, "abcdefghijklmnopqrstuvwxyz0123456789"))
+		return "driver type is not 1 to 16 of [a-z0-9]";
+	return NULL;
+}
+
+/* Only 512, 1024, 2048 and 4096, in plain decimal: partition offsets are
+ * counted in these sectors, so a wrong size would serve wrong data. */
+static int parse_sector_size(const char *s, unsigned *size)
+{
+	unsigned v = 0;
+	size_t i;
+
+	if (!s) {
+		*size = 512;
+		return 0;
+	}
+	if (s[0] < '1' || s[0] > '9' || strlen(s) > 4)
+		return -EINVAL;
+	for (i = 0; s[i]; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 512 || v > 4096 || (v & (v - 1)))
+		return -EINVAL;
+	*size = v;
+	return 0;
+}
+
+static bool has_dotdot_segment(const char *path)
+{
+	const char *p = path;
+
+	while ((p = strstr(p, "..")) != NULL) {
+		if ((p == path || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
+			return true;
+		p += 2;
+	}
+	return false;
+}
+
+static const char *dev_invalid(const char *dev)
+{
+	if (dev[0] != '/')
+		return "source dev is not an absolute path";
+	if (strlen(dev) >= DEV_PATH_MAX)
+		return "source dev is 4096 bytes or longer";
+	if (has_dotdot_segment(dev))
+		return "source dev has a '..' component";
+	if (has_control(dev))
+		return "source dev has control characters";
+	return NULL;
+}
+
+/* Also refuse "." and "..", which would climb if joined into a path. */
+static bool pool_name_ok(const char *s)
+{
+	return *s && strlen(s) < POOL_NAME_MAX && !strchr(s, '/') && !has_control(s) &&
+	       strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* Why a block or volume disk cannot be served (warned), or NULL. */
+static const char *invalid_reason(const struct disk_view *v, unsigned *sector_size)
+{
+	const char *why = target_invalid(v->target);
+
+	if (why)
+		return why;
+	if (v->format && (why = format_invalid(v->format)))
+		return why;
+	if (parse_sector_size(v->block_size, sector_size) < 0)
+		return "blockio logical_block_size is not 512, 1024, 2048 or 4096";
+	if (!strcmp(v->type, "block"))
+		return dev_invalid(v->dev);
+	if (!pool_name_ok(v->pool) || !pool_name_ok(v->volume))
+		return "source pool or volume is empty, too long, or has '/', '.', '..' "
+		       "or control characters";
+	return NULL;
+}
+
+/* ---- the result -------------------------------------------------------- */
+
+static bool has_target(const struct snapfs_xml_disks *d, const char *target)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		if (!strcmp(d->disk[i].target, target))
+			return true;
+	return false;
+}
+
+static void disk_free(struct snapfs_xml_disk *d)
+{
+	free(d->target);
+	free(d->format);
+	free(d->dev);
+	free(d->pool);
+	free(d->volume);
+}
+
+static int append_disk(struct walk *w, const struct disk_view *v, unsigned sector_size)
+{
+	bool by_dev = !strcmp(v->type, "block");
+	struct snapfs_xml_disk d = {
+		.target = strdup(v->target),
+		.format = strdup(v->format ? v->format : "raw"),
+		.kind = by_dev ? SNAPFS_SOURCE_DEV : SNAPFS_SOURCE_POOL,
+		.dev = by_dev ? strdup(v->dev) : NULL,
+		.pool = by_dev ? NULL : strdup(v->pool),
+		.volume = by_dev ? NULL : strdup(v->volume),
+		.sector_size = sector_size,
+	};
+
+	if (!d.target || !d.format || (by_dev ? !d.dev : !d.pool || !d.volume))
+		goto nomem;
+	if (w->disks.n == w->alloc) {
+		size_t alloc = w->alloc ? w->alloc * 2 : 4;
+		struct snapfs_xml_disk *grown =
+			realloc(w->disks.disk, alloc * sizeof(*grown));
+
+		if (!grown)
+			goto nomem;
+		w->disks.disk = grown;
+		w->alloc = alloc;
+	}
+	w->disks.disk[w->disks.n++] = d;
+	return 0;
+nomem:
+	disk_free(&d);
+	return -ENOMEM;
+}
+
+/* ---- the walk ---------------------------------------------------------- */
+
+static int read_disk(struct walk *w, const xmlNode *node)
+{
+	char target[SHOW_MAX], device[SHOW_MAX], type[SHOW_MAX];
+	unsigned sector_size = 512;
+	struct disk_view v;
+	const char *why;
+
+	read_view(node, &v);
+	show(v.target, target, sizeof(target));
+	why = skip_reason(&v);
+	if (why) {
+		show(v.device ? v.device : "disk", device, sizeof(device));
+		show(v.type, type, sizeof(type));
+		snapfs_debug(SNAPFS_DBG_GUESTS,
+			     "guest %s: disk %s (device %s, type %s) skipped: %s",
+			     w->guest, target, device, type, why);
+		return 0;
+	}
+	why = invalid_reason(&v, &sector_size);
+	if (why) {
+		snapfs_warn("guest %s: disk %s skipped: %s", w->guest, target, why);
+		return 0;
+	}
+	if (has_target(&w->disks, v.target)) {
+		snapfs_warn("guest %s: disk %s skipped: another disk has this target",
+			    w->guest, target);
+		return 0;
+	}
+	return append_disk(w, &v, sector_size);
+}
+
+/* Counts one more <disk>; past DOMXML_MAX_DISKS, warns and says stop. */
+static bool too_many_disks(struct walk *w)
+{
+	if (w->seen++ < DOMXML_MAX_DISKS)
+		return false;
+	snapfs_warn("guest %s: more than %d disks; the rest are ignored", w->guest,
+		    DOMXML_MAX_DISKS);
+	return true;
+}
+
+static int walk_domain(struct walk *w, const xmlNode *domain)
+{
+	const xmlNode *devices, *n;
+	int ret;
+
+	for (devices = domain->children; devices; devices = devices->next) {
+		if (!is_element(devices, "devices"))
+			continue;
+		for (n = devices->children; n; n = n->next) {
+			if (!is_element(n, "disk"))
+				continue;
+			if (too_many_disks(w))
+				return 0;
+			ret = read_disk(w, n);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* Called by guest discovery with the XML libvirt gave for guest.  Fills out
+ * with the block and volume disks that pass every check, in document order;
+ * n may be 0.  Returns 0, -E2BIG for XML over DOMXML_MAX_SIZE, -EINVAL for
+ * XML that does not parse, has a DOCTYPE or is not a <domain>, -ENOMEM.  On
+ * error out is empty. */
+int snapfs_domxml_disks(const char *guest, const char *xml, struct snapfs_xml_disks *out)
+{
+	char shown[SHOW_GUEST_MAX];
+	struct walk w = { .guest = shown };
+	xmlDocPtr doc = NULL;
+	const xmlNode *root;
+	size_t len;
+	int ret;
+
+	out->disk = NULL;
+	out->n = 0;
+	show(guest, shown, sizeof(shown));
+	if (!xml || !*xml) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: domain XML is empty", shown);
+		return -EINVAL;
+	}
+	len = strnlen(xml, DOMXML_MAX_SIZE + 1);
+	if (len > DOMXML_MAX_SIZE) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: domain XML is over %u bytes",
+			     shown, DOMXML_MAX_SIZE);
+		return -E2BIG;
+	}
+	ret = parse(shown, xml, len, &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	if (!is_element(root, "domain")) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: XML root is not <domain>",
+			     shown);
+		ret = -EINVAL;
+	} else {
+		ret = walk_domain(&w, root);
+	}
+	xmlFreeDoc(doc);
+	if (ret < 0) {
+		snapfs_domxml_disks_free(&w.disks);
+		return ret;
+	}
+	*out = w.disks;
+	return 0;
+}
+
+/* Frees what snapfs_domxml_disks gave and leaves d empty; d may be empty. */
+void snapfs_domxml_disks_free(struct snapfs_xml_disks *d)
+{
+	size_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < d->n; i++)
+		disk_free(&d->disk[i]);
+	free(d->disk);
+	d->disk = NULL;
+	d->n = 0;
+}

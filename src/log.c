@@ -1,0 +1,84 @@
+/* Logging: stderr in the foreground, syslog (ident "snapfs") in the
+ * background.  Debug lines are chosen per area, by -o debug=AREAS or the
+ * SNAPFS_DEBUG environment variable. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "snapfs.h"
+
+static bool log_to_syslog;
+static unsigned log_debug_mask;
+
+static const struct {
+	const char *name;
+	unsigned mask;
+} areas[] = {
+	{ "lvm", SNAPFS_DBG_LVM },       { "guests", SNAPFS_DBG_GUESTS },
+	{ "snapshot", SNAPFS_DBG_SNAP }, { "partitions", SNAPFS_DBG_PART },
+	{ "fuse", SNAPFS_DBG_FUSE },     { "all", SNAPFS_DBG_ALL },
+};
+
+int snapfs_log_parse_areas(const char *s, unsigned *mask)
+{
+	unsigned m = 0;
+
+	while (*s) {
+		size_t len = strcspn(s, ":,");
+		size_t i;
+
+		for (i = 0; i < sizeof(areas) / sizeof(areas[0]); i++)
+			if (strlen(areas[i].name) == len && !strncmp(s, areas[i].name, len))
+				break;
+		if (i == sizeof(areas) / sizeof(areas[0]))
+			return -EINVAL;
+		m |= areas[i].mask;
+		s += len;
+		if (*s)
+			s++;
+	}
+	*mask = m;
+	return 0;
+}
+
+void snapfs_log_init(bool use_syslog, unsigned debug_mask)
+{
+	const char *env = getenv("SNAPFS_DEBUG");
+	unsigned env_mask = 0;
+
+	if (env && snapfs_log_parse_areas(env, &env_mask) < 0)
+		fprintf(stderr, "snapfs: SNAPFS_DEBUG=%s names an unknown area; ignored\n", env);
+	log_debug_mask = debug_mask | env_mask;
+	log_to_syslog = use_syslog;
+	if (use_syslog)
+		openlog("snapfs", LOG_PID, LOG_DAEMON);
+}
+
+bool snapfs_log_debug_enabled(unsigned area)
+{
+	return (log_debug_mask & area) != 0;
+}
+
+void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
+{
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (log_to_syslog) {
+		vsyslog(prio[level], fmt, ap);
+	} else {
+		flockfile(stderr);
+		fprintf(stderr, "snapfs: %s", prefix[level]);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+		funlockfile(stderr);
+	}
+	va_end(ap);
+	errno = saved;
+}

@@ -1,0 +1,321 @@
+/* snapfs core: guest discovery, LVM snapshot sets, partition tables.
+ * Nothing here knows about FUSE.  Functions return 0 or -errno unless
+ * their comment says otherwise.
+ */
+#ifndef SNAPFS_H
+#define SNAPFS_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- cleanup.h-style scope cleanup ------------------------------------ */
+
+void snapfs_free_ptr(void *p);
+void snapfs_close_fd(int *fd);
+#define CLEANUP_FREE __attribute__((cleanup(snapfs_free_ptr)))
+#define CLEANUP_CLOSE __attribute__((cleanup(snapfs_close_fd)))
+
+/* ---- log.c ------------------------------------------------------------- */
+
+enum snapfs_log_level { SNAPFS_LOG_ERROR, SNAPFS_LOG_WARN, SNAPFS_LOG_INFO, SNAPFS_LOG_DEBUG };
+
+/* Debug areas, switched on by -o debug=AREA[:AREA] or SNAPFS_DEBUG=AREA,... */
+enum snapfs_debug_area {
+	SNAPFS_DBG_LVM = 1 << 0,
+	SNAPFS_DBG_GUESTS = 1 << 1,
+	SNAPFS_DBG_SNAP = 1 << 2,
+	SNAPFS_DBG_PART = 1 << 3,
+	SNAPFS_DBG_FUSE = 1 << 4,
+	SNAPFS_DBG_ALL = 0xff,
+};
+
+void snapfs_log_init(bool use_syslog, unsigned debug_mask);
+/* Parse "all" or "lvm:guests" (':' or ',' separated); returns mask or -EINVAL. */
+int snapfs_log_parse_areas(const char *s, unsigned *mask);
+bool snapfs_log_debug_enabled(unsigned area);
+void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define snapfs_error(...) snapfs_log(SNAPFS_LOG_ERROR, __VA_ARGS__)
+#define snapfs_warn(...) snapfs_log(SNAPFS_LOG_WARN, __VA_ARGS__)
+#define snapfs_info(...) snapfs_log(SNAPFS_LOG_INFO, __VA_ARGS__)
+#define snapfs_debug(area, ...)                                                          \
+	do {                                                                             \
+		if (snapfs_log_debug_enabled(area))                                      \
+			snapfs_log(SNAPFS_LOG_DEBUG, __VA_ARGS__);                      \
+	} while (0)
+
+/* ---- names.c ----------------------------------------------------------- */
+
+#define SNAPFS_NAME_MAX 255
+
+/* Turn an untrusted guest name into a safe, distinct file name: bytes that
+ * are '/', '%', control bytes, invalid UTF-8 or a leading '.' or '-' are
+ * written as %XX; a result over 255 bytes is cut and given a hash suffix.
+ * Writes at most SNAPFS_NAME_MAX+1 bytes to out. */
+void snapfs_name_escape(const char *name, char out[SNAPFS_NAME_MAX + 1]);
+/* 64-bit FNV-1a, for stable suffixes and owner marks. */
+uint64_t snapfs_name_hash(const char *s, size_t len);
+/* The file name of a disk image and its partitions: "vda.raw", "vda1.raw",
+ * "nvme0n1p1.raw".  partno 0 means the whole disk.  -ENAMETOOLONG if it
+ * does not fit. */
+int snapfs_name_image(const char *target, unsigned partno, const char *ext, char *out,
+		      size_t outlen);
+
+/* ---- domxml.c ---------------------------------------------------------- */
+
+enum snapfs_source_kind { SNAPFS_SOURCE_DEV, SNAPFS_SOURCE_POOL };
+
+struct snapfs_xml_disk {
+	char *target;   /* <target dev=...>, checked to be a plain name */
+	char *format;   /* <driver type=...>, "raw" when absent */
+	enum snapfs_source_kind kind;
+	char *dev;      /* SNAPFS_SOURCE_DEV: <source dev=...> */
+	char *pool;     /* SNAPFS_SOURCE_POOL: <source pool=... volume=...> */
+	char *volume;
+	unsigned sector_size; /* <blockio logical_block_size>, 512 when absent */
+};
+
+struct snapfs_xml_disks {
+	struct snapfs_xml_disk *disk;
+	size_t n;
+};
+
+/* Extract every disk of a domain XML that may be LVM backed: device='disk'
+ * with type='block' and a source dev, or type='volume' with pool and volume.
+ * Others are skipped with a debug line naming guest and target.  Returns 0,
+ * or -EINVAL for XML that does not parse. */
+int snapfs_domxml_disks(const char *guest, const char *xml, struct snapfs_xml_disks *out);
+void snapfs_domxml_disks_free(struct snapfs_xml_disks *d);
+
+/* ---- exec.c ------------------------------------------------------------ */
+
+struct snapfs_exec_result {
+	int status;     /* exit status, or -1 when killed / timed out */
+	char *out;      /* NUL-terminated stdout */
+	char *err;      /* NUL-terminated stderr, trailing newlines trimmed */
+};
+
+/* Run argv[0] (an absolute path) with a fixed argv, a clean environment,
+ * stdin from /dev/null, for at most timeout_ms.  Returns 0 when the
+ * command ran (check res->status), -errno when it could not be run,
+ * -ETIMEDOUT when it was killed for taking too long. */
+int snapfs_exec(const char *const argv[], int timeout_ms, struct snapfs_exec_result *res);
+void snapfs_exec_result_free(struct snapfs_exec_result *res);
+
+/* ---- lvm.c ------------------------------------------------------------- */
+
+#define SNAPFS_TAG "snapfs"
+#define SNAPFS_OWNER_TAG_PREFIX "snapfs_owner_"
+
+struct snapfs_lv {
+	char vg[128];
+	char lv[128];
+	uint64_t size;
+	char attr[16];
+	char segtype[32];
+	char origin[128];
+	char pool[128];
+	int major, minor;     /* -1 when not active */
+	bool thin;            /* segtype thin */
+	bool snapfs_owned;    /* carries SNAPFS_TAG */
+	char owner[64];       /* the owner tag, "" if none */
+	bool is_snapshot;     /* classic or thin snapshot of another LV */
+	bool is_ordinary;     /* a plain LV: not a snapshot, pool, metadata, etc. */
+};
+
+struct snapfs_lv_list {
+	struct snapfs_lv *lv;
+	size_t n;
+};
+
+/* Path of the lvm binary and timeouts, set once at start. */
+void snapfs_lvm_configure(const char *lvm_path, int timeout_ms);
+/* Parse the output of the lvs report snapfs_lvm_list runs. */
+int snapfs_lvm_parse_lvs(const char *text, struct snapfs_lv_list *out);
+/* List the LVs of the given VGs (NULL: all). */
+int snapfs_lvm_list(const char *const *vgs, struct snapfs_lv_list *out);
+void snapfs_lvm_list_free(struct snapfs_lv_list *l);
+const struct snapfs_lv *snapfs_lvm_find(const struct snapfs_lv_list *l, const char *vg,
+					const char *lv);
+/* Map a path from domain XML to an LV of the list, or NULL. */
+const struct snapfs_lv *snapfs_lvm_resolve_path(const struct snapfs_lv_list *l,
+						const char *path);
+/* /dev/mapper name of VG/LV (dashes doubled). */
+int snapfs_lvm_dm_path(const char *vg, const char *lv, char *out, size_t outlen);
+/* Map lvcreate's words to an errno: ENOSPC, EBUSY or EIO. */
+int snapfs_lvm_errno(const char *stderr_text);
+/* Create a read-only snapshot named snap of vg/lv, tagged SNAPFS_TAG and
+ * owner.  cow_size is lvcreate's --size (e.g. "1G") or --extents (with
+ * '%') for classic LVs; ignored for thin ones.  On failure *why gets
+ * lvcreate's words (caller frees). */
+int snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char *snap,
+			       const char *cow_size, const char *owner, char **why);
+/* Remove vg/lv if it carries SNAPFS_TAG and owner; retried with backoff
+ * while busy. */
+int snapfs_lvm_snapshot_remove(const char *vg, const char *lv, const char *owner);
+/* Remove every LV tagged with owner (NULL: any snapfs owner).  Returns the
+ * number removed or -errno. */
+int snapfs_lvm_sweep(const char *owner);
+
+/* ---- partitions.c ------------------------------------------------------ */
+
+struct snapfs_partition {
+	unsigned number;     /* Linux numbering: 1-4 primary, 5.. logical, GPT index */
+	uint64_t start;      /* bytes from the start of the disk */
+	uint64_t size;       /* bytes */
+	char type[40];       /* MBR type as "0x83", or GPT type GUID */
+	char table[8];       /* "dos" or "gpt" */
+	char fstype[32];     /* what the partition holds, "" if unknown */
+	char label[64];
+	char uuid[64];
+};
+
+struct snapfs_partitions {
+	struct snapfs_partition *part;
+	size_t n;
+	char table[8];       /* "dos", "gpt" or "" for none */
+};
+
+/* Read the partition table of the disk open at fd, disk_size bytes long,
+ * with the given logical sector size.  Partitions that are not sound
+ * (outside the disk, overlapping the table, extended containers) are left
+ * out with a warning naming guest and disk.  A disk with no table gives
+ * n == 0.  Returns 0 or -errno. */
+int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
+			   const char *guest, const char *disk,
+			   struct snapfs_partitions *out);
+void snapfs_partitions_free(struct snapfs_partitions *p);
+
+/* ---- device.c ---------------------------------------------------------- */
+
+/* Open a block device (or, in tests, a regular file) read-only; *size gets
+ * its size in bytes.  Returns the fd or -errno. */
+int snapfs_device_open(const char *path, uint64_t *size);
+
+/* ---- stamp.c ----------------------------------------------------------- */
+
+/* A wall-clock time strictly later than any this process returned before:
+ * mtimes never repeat across two snapshots. */
+struct timespec snapfs_stamp_next(void);
+/* ISO 8601 UTC, "2026-11-25T17:35:34.123456789Z". */
+void snapfs_stamp_format(struct timespec ts, char *out, size_t outlen);
+
+/* ---- catalog.c: the guests, their disks and partitions ------------------ */
+
+enum snapfs_source_type { SNAPFS_SRC_LIBVIRT, SNAPFS_SRC_LVM };
+
+struct snapfs_source {
+	enum snapfs_source_type type;
+	char *uri;      /* libvirt URI, NULL for libvirt's default */
+	char **vgs;     /* lvm: the VGs, NULL-terminated */
+};
+
+/* Parse SOURCE: "lvm:VG[,VG...]" or a libvirt URI (NULL: the default). */
+int snapfs_source_parse(const char *text, struct snapfs_source *src);
+void snapfs_source_free(struct snapfs_source *src);
+
+struct snapfs_disk {
+	char file[SNAPFS_NAME_MAX + 1];   /* "vda.raw" */
+	char target[33];                  /* "vda" */
+	char format[17];                  /* "raw", "qcow2" */
+	char ext[17];                     /* file extension: format, "raw" */
+	unsigned sector_size;
+	struct snapfs_lv lv;              /* the origin */
+	struct snapfs_partitions parts;   /* from the live origin (raw only) */
+};
+
+struct snapfs_guest {
+	char dir[SNAPFS_NAME_MAX + 1];    /* escaped, distinct directory name */
+	char *name;                       /* the guest's own name */
+	char *key;                        /* stable identity: UUID or VG/LV */
+	char *xml;                        /* inactive domain XML, or NULL */
+	bool running;
+	struct snapfs_disk *disk;
+	size_t ndisks;
+};
+
+/* What one discovery saw.  Immutable once published; shared by reference. */
+struct snapfs_catalog {
+	unsigned refs;                    /* under the catalog lock in catalog.c */
+	struct timespec stamp;            /* when it was taken */
+	struct snapfs_guest *guest;       /* sorted by dir */
+	size_t n;
+};
+
+/* Set by the program at start. */
+int snapfs_catalog_init(const struct snapfs_source *src, double cache_seconds);
+void snapfs_catalog_shutdown(void);
+/* The current catalog, refreshed when older than the cache time.  Never
+ * NULL on success; drop it with snapfs_catalog_put. */
+int snapfs_catalog_get(struct snapfs_catalog **out);
+void snapfs_catalog_put(struct snapfs_catalog *c);
+const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
+						const char *dir);
+const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
+					    unsigned *partno);
+/* Fill g->disk from XML disks, resolving sources against lvs (used by the
+ * libvirt source; exposed for tests). */
+int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
+			  const char *target, const char *format, unsigned sector_size);
+void snapfs_guests_free(struct snapfs_guest *g, size_t n);
+/* Give each guest a distinct directory name; sorts by it. */
+void snapfs_guests_name(struct snapfs_guest *g, size_t n);
+
+/* ---- source-libvirt.c, source-lvm.c ------------------------------------- */
+
+/* Discover every guest with its disks.  *out is an array of *n guests. */
+int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
+			       struct snapfs_guest **out, size_t *n);
+int snapfs_source_lvm_list(char *const *vgs, const struct snapfs_lv_list *lvs,
+			   struct snapfs_guest **out, size_t *n);
+
+/* ---- snapset.c: point-in-time snapshot sets ----------------------------- */
+
+struct snapfs_snapset_config {
+	const char *cow_size;   /* lvcreate --size/--extents, "20%ORIGIN" */
+	const char *owner;      /* owner tag of this mount */
+	unsigned linger;        /* seconds to keep an unused set */
+};
+
+struct snapfs_snapdisk {
+	char file[SNAPFS_NAME_MAX + 1];
+	char vg[128], origin[128], snap[128];
+	char path[300];               /* /dev/mapper/... of the snapshot */
+	int fd;
+	uint64_t size;
+	struct snapfs_partitions parts;   /* read from the snapshot */
+};
+
+struct snapfs_snapset;
+
+void snapfs_snapset_init(const struct snapfs_snapset_config *cfg);
+/* Remove every set, open files or not (unmount). */
+void snapfs_snapset_shutdown(void);
+/* Take a reference on the guest's set, creating it (all disks at one
+ * instant) when none is held.  Called by open.  0 or -errno. */
+int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset **out);
+/* Drop a reference; the last one removes the set (after linger). */
+void snapfs_snapset_release(struct snapfs_snapset *s);
+const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s,
+						  const char *file);
+struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s);
+/* Copy what stat and getxattr show of a held set without creating one:
+ * 0, or -ENOENT when the guest holds no set. */
+struct snapfs_held {
+	struct timespec stamp;
+	uint64_t size;                /* of the disk or partition */
+	char snap[260];               /* VG/LV of the snapshot */
+};
+int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
+			struct snapfs_held *out);
+/* Number of sets held (for tests and the status view). */
+size_t snapfs_snapset_count(void);
+
+#endif

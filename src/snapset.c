@@ -1,0 +1,459 @@
+/* Snapshot sets: the first open of any file of a guest snapshots all of its
+ * disks; every file of the guest opened while the set is held reads from
+ * it; the last release removes it (after the linger time).
+ *
+ * Locking: sets_lock protects the list of sets, each set's refs, state and
+ * idle time, and the pending-removal list.  It is never held across an
+ * lvcreate or lvremove: a set being made is in state CREATING, and others
+ * who want it wait on sets_cond, while listings and other guests' opens go
+ * on.  A set's disks are read-only once it is READY.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+enum set_state { SET_CREATING, SET_READY };
+
+struct snapfs_snapset {
+	char dir[SNAPFS_NAME_MAX + 1];
+	char *name;                  /* the guest's own name, for logs */
+	unsigned refs;
+	enum set_state state;
+	struct timespec stamp;       /* the snapshots' instant */
+	struct timespec idle_since;  /* CLOCK_MONOTONIC, when refs fell to 0 */
+	struct snapfs_snapdisk *disk;
+	size_t n;
+	struct snapfs_snapset *next;
+};
+
+/* A snapshot whose removal failed: retried by the reaper, never forgotten. */
+struct pending {
+	char vg[128], lv[128];
+	struct pending *next;
+};
+
+static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sets_cond = PTHREAD_COND_INITIALIZER;
+static struct snapfs_snapset *sets;   /* under sets_lock */
+static struct pending *pending;       /* under sets_lock */
+static bool stopping;                 /* under sets_lock */
+static pthread_t reaper;
+static bool reaper_started;
+static struct snapfs_snapset_config config; /* read-only after init */
+static unsigned name_seq;             /* under sets_lock */
+
+static double elapsed(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) +
+	       (double)(now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static void free_set(struct snapfs_snapset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		snapfs_partitions_free(&s->disk[i].parts);
+	free(s->disk);
+	free(s->name);
+	free(s);
+}
+
+static void add_pending(const char *vg, const char *lv)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		snapfs_error("out of memory: snapshot %s/%s must be removed by hand "
+			     "(or by snapfs --cleanup)", vg, lv);
+		return;
+	}
+	snprintf(p->vg, sizeof(p->vg), "%s", vg);
+	snprintf(p->lv, sizeof(p->lv), "%s", lv);
+	pthread_mutex_lock(&sets_lock);
+	p->next = pending;
+	pending = p;
+	pthread_cond_broadcast(&sets_cond);
+	pthread_mutex_unlock(&sets_lock);
+}
+
+/* Close and remove the snapshots of the first n disks of s. */
+static void remove_disks(struct snapfs_snapset *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct snapfs_snapdisk *d = &s->disk[i];
+
+		if (d->fd >= 0) {
+			close(d->fd);
+			d->fd = -1;
+		}
+		if (!d->snap[0])
+			continue;
+		if (snapfs_lvm_snapshot_remove(d->vg, d->snap, config.owner) < 0) {
+			snapfs_error("guest %s disk %s: snapshot %s/%s could not be removed; "
+				     "retrying in the background",
+				     s->name, d->file, d->vg, d->snap);
+			add_pending(d->vg, d->snap);
+		}
+	}
+}
+
+static void destroy_set(struct snapfs_snapset *s)
+{
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	remove_disks(s, s->n);
+	snapfs_info("guest %s: snapshot set of %zu disk(s) removed in %.2fs", s->name, s->n,
+		    elapsed(&t0));
+	free_set(s);
+}
+
+static void make_snap_name(const char *origin, char *out, size_t outlen)
+{
+	unsigned seq;
+
+	pthread_mutex_lock(&sets_lock);
+	seq = name_seq++;
+	pthread_mutex_unlock(&sets_lock);
+	/* LV names stop at 127 bytes; the origin's name is cut to fit.  The
+	 * mount's mark keeps two snapfs mounts' names apart. */
+	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
+	const char *mark = strncmp(config.owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? config.owner
+									      : config.owner + plen;
+
+	snprintf(out, outlen, "%.80s_snapfs_%.8s_%lx_%u", origin, mark,
+		 (unsigned long)time(NULL), seq);
+}
+
+/* Snapshot every disk, then open the snapshots.  All or nothing. */
+static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
+{
+	size_t made;
+	int rc = 0;
+
+	s->disk = calloc(g->ndisks ? g->ndisks : 1, sizeof(*s->disk));
+	if (!s->disk)
+		return -ENOMEM;
+	s->n = g->ndisks;
+	for (size_t i = 0; i < s->n; i++) {
+		s->disk[i].fd = -1;
+		snprintf(s->disk[i].file, sizeof(s->disk[i].file), "%s", g->disk[i].file);
+		snprintf(s->disk[i].vg, sizeof(s->disk[i].vg), "%s", g->disk[i].lv.vg);
+		snprintf(s->disk[i].origin, sizeof(s->disk[i].origin), "%s", g->disk[i].lv.lv);
+	}
+	s->stamp = snapfs_stamp_next();
+	for (made = 0; made < s->n; made++) {
+		struct snapfs_snapdisk *d = &s->disk[made];
+		CLEANUP_FREE char *why = NULL;
+		char name[128];
+
+		make_snap_name(d->origin, name, sizeof(name));
+		rc = snapfs_lvm_snapshot_create(&g->disk[made].lv, name, config.cow_size,
+						config.owner, &why);
+		if (rc < 0) {
+			snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->name,
+				     g->disk[made].target, d->vg, d->origin,
+				     why ? why : strerror(-rc));
+			goto undo;
+		}
+		snprintf(d->snap, sizeof(d->snap), "%s", name);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		struct snapfs_snapdisk *d = &s->disk[i];
+		int fd;
+
+		snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
+		fd = snapfs_device_open(d->path, &d->size);
+		if (fd < 0) {
+			rc = fd;
+			snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->name,
+				     g->disk[i].target, d->path, strerror(-rc));
+			goto undo;
+		}
+		d->fd = fd;
+		if (!strcmp(g->disk[i].format, "raw"))
+			snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->name,
+					       g->disk[i].target, &d->parts);
+	}
+	return 0;
+undo:
+	remove_disks(s, made);
+	return rc;
+}
+
+static struct snapfs_snapset *find_set(const char *dir)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		if (!strcmp(s->dir, dir))
+			return s;
+	return NULL;
+}
+
+static void unlink_set(struct snapfs_snapset *s)
+{
+	for (struct snapfs_snapset **pp = &sets; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			return;
+		}
+	}
+}
+
+int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset **out)
+{
+	struct snapfs_snapset *s;
+	struct timespec t0;
+	int rc;
+
+	pthread_mutex_lock(&sets_lock);
+	for (;;) {
+		if (stopping) {
+			pthread_mutex_unlock(&sets_lock);
+			return -ESHUTDOWN;
+		}
+		s = find_set(g->dir);
+		if (!s)
+			break;
+		if (s->state == SET_READY) {
+			s->refs++;
+			pthread_mutex_unlock(&sets_lock);
+			*out = s;
+			return 0;
+		}
+		pthread_cond_wait(&sets_cond, &sets_lock);
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->name = strdup(g->name))) {
+		free(s);
+		pthread_mutex_unlock(&sets_lock);
+		return -ENOMEM;
+	}
+	snprintf(s->dir, sizeof(s->dir), "%s", g->dir);
+	s->refs = 1;
+	s->state = SET_CREATING;
+	s->next = sets;
+	sets = s;
+	pthread_mutex_unlock(&sets_lock);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = g->ndisks ? create_set(s, g) : -ENOENT;
+
+	/* Unmounting meanwhile: shutdown waits for sets being made, so undo
+	 * this one before saying it is done. */
+	pthread_mutex_lock(&sets_lock);
+	bool shut = rc == 0 && stopping;
+	pthread_mutex_unlock(&sets_lock);
+	if (shut) {
+		remove_disks(s, s->n);
+		rc = -ESHUTDOWN;
+	}
+	pthread_mutex_lock(&sets_lock);
+	if (rc < 0) {
+		unlink_set(s);
+		pthread_cond_broadcast(&sets_cond);
+		pthread_mutex_unlock(&sets_lock);
+		free_set(s);
+		return rc;
+	}
+	s->state = SET_READY;
+	pthread_cond_broadcast(&sets_cond);
+	pthread_mutex_unlock(&sets_lock);
+
+	char list[512] = "";
+	size_t o = 0;
+
+	for (size_t i = 0; i < s->n && o < sizeof(list); i++)
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s=%s/%s", i ? ", " : "",
+				      s->disk[i].file, s->disk[i].vg, s->disk[i].snap);
+	snapfs_info("guest %s: snapshot set created in %.2fs: %s", s->name, elapsed(&t0), list);
+	*out = s;
+	return 0;
+}
+
+void snapfs_snapset_release(struct snapfs_snapset *s)
+{
+	bool destroy = false;
+
+	pthread_mutex_lock(&sets_lock);
+	if (--s->refs == 0) {
+		if (config.linger == 0 || stopping) {
+			unlink_set(s);
+			destroy = true;
+		} else {
+			clock_gettime(CLOCK_MONOTONIC, &s->idle_since);
+			pthread_cond_broadcast(&sets_cond);
+		}
+	}
+	pthread_mutex_unlock(&sets_lock);
+	if (destroy)
+		destroy_set(s);
+}
+
+const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s,
+						  const char *file)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(s->disk[i].file, file))
+			return &s->disk[i];
+	return NULL;
+}
+
+struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
+{
+	return s->stamp;
+}
+
+int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
+			struct snapfs_held *out)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&sets_lock);
+	struct snapfs_snapset *s = find_set(dir);
+	const struct snapfs_snapdisk *d = s && s->state == SET_READY
+						  ? snapfs_snapset_disk(s, file)
+						  : NULL;
+
+	if (d) {
+		out->stamp = s->stamp;
+		out->size = d->size;
+		snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
+		rc = 0;
+		if (partno) {
+			rc = -ENOENT;
+			for (size_t i = 0; i < d->parts.n; i++) {
+				if (d->parts.part[i].number == partno) {
+					out->size = d->parts.part[i].size;
+					rc = 0;
+				}
+			}
+		}
+	}
+	pthread_mutex_unlock(&sets_lock);
+	return rc;
+}
+
+size_t snapfs_snapset_count(void)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&sets_lock);
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		n++;
+	pthread_mutex_unlock(&sets_lock);
+	return n;
+}
+
+/* Removes sets idle past the linger time, and retries failed removals. */
+static void *reaper_main(void *arg)
+{
+	pthread_mutex_lock(&sets_lock);
+	while (!stopping) {
+		struct snapfs_snapset *victim = NULL;
+		struct pending *retry = NULL;
+
+		for (struct snapfs_snapset *s = sets; s && !victim; s = s->next)
+			if (s->state == SET_READY && s->refs == 0 &&
+			    elapsed(&s->idle_since) >= config.linger)
+				victim = s;
+		if (victim)
+			unlink_set(victim);
+		if (!victim && pending) {
+			retry = pending;
+			pending = retry->next;
+		}
+		if (victim || retry) {
+			pthread_mutex_unlock(&sets_lock);
+			if (victim)
+				destroy_set(victim);
+			if (retry) {
+				if (snapfs_lvm_snapshot_remove(retry->vg, retry->lv,
+							       config.owner) == 0)
+					snapfs_info("snapshot %s/%s removed at last", retry->vg,
+						    retry->lv);
+				else
+					add_pending(retry->vg, retry->lv);
+				free(retry);
+			}
+			pthread_mutex_lock(&sets_lock);
+			if (retry)
+				goto wait;
+			continue;
+		}
+wait:;
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += pending ? 5 : 1;
+		pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
+	}
+	pthread_mutex_unlock(&sets_lock);
+	return NULL;
+}
+
+void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
+{
+	config = *cfg;
+	stopping = false;
+	reaper_started = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
+	if (!reaper_started)
+		snapfs_warn("no reaper thread: linger and removal retries are off");
+}
+
+static bool any_creating(void)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		if (s->state == SET_CREATING)
+			return true;
+	return false;
+}
+
+void snapfs_snapset_shutdown(void)
+{
+	struct snapfs_snapset *all;
+	struct pending *left;
+
+	pthread_mutex_lock(&sets_lock);
+	stopping = true;
+	pthread_cond_broadcast(&sets_cond);
+	pthread_mutex_unlock(&sets_lock);
+	if (reaper_started)
+		pthread_join(reaper, NULL);
+	reaper_started = false;
+
+	pthread_mutex_lock(&sets_lock);
+	while (any_creating())
+		pthread_cond_wait(&sets_cond, &sets_lock);
+	all = sets;
+	sets = NULL;
+	pthread_mutex_unlock(&sets_lock);
+	while (all) {
+		struct snapfs_snapset *next = all->next;
+
+		if (all->refs)
+			snapfs_info("guest %s: removing its snapshot set with %u file(s) open",
+				    all->name, all->refs);
+		destroy_set(all);
+		all = next;
+	}
+	/* One last try for what could not be removed before. */
+	pthread_mutex_lock(&sets_lock);
+	left = pending;
+	pending = NULL;
+	pthread_mutex_unlock(&sets_lock);
+	while (left) {
+		struct pending *next = left->next;
+
+		if (snapfs_lvm_snapshot_remove(left->vg, left->lv, config.owner) < 0)
+			snapfs_error("snapshot %s/%s is left behind; snapfs --cleanup "
+				     "or the next start removes it", left->vg, left->lv);
+		free(left);
+		left = next;
+	}
+}

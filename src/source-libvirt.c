@@ -1,0 +1,163 @@
+/* Guests from libvirt: every domain, running or not, with its disks that
+ * are LVM logical volumes. */
+#include "config.h"
+
+#include <errno.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+static void quiet_errors(void *opaque, virErrorPtr err)
+{
+	snapfs_debug(SNAPFS_DBG_GUESTS, "libvirt: %s", err && err->message ? err->message : "?");
+}
+
+static void setup_errors(void)
+{
+	virSetErrorFunc(NULL, quiet_errors);
+}
+
+static const char *last_error(void)
+{
+	const char *m = virGetLastErrorMessage();
+
+	return m ? m : "unknown libvirt error";
+}
+
+/* Map a pool volume to its path, e.g. /dev/VG/LV. */
+static char *volume_path(virConnectPtr conn, const char *guest, const char *pool_name,
+			 const char *vol_name)
+{
+	virStoragePoolPtr pool = virStoragePoolLookupByName(conn, pool_name);
+	virStorageVolPtr vol = NULL;
+	char *path = NULL;
+
+	if (pool)
+		vol = virStorageVolLookupByName(pool, vol_name);
+	if (vol)
+		path = virStorageVolGetPath(vol);
+	if (!path)
+		snapfs_warn("guest %s: volume %s of pool %s: %s", guest, vol_name, pool_name,
+			    last_error());
+	if (vol)
+		virStorageVolFree(vol);
+	if (pool)
+		virStoragePoolFree(pool);
+	return path;
+}
+
+static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml,
+		     const struct snapfs_lv_list *lvs)
+{
+	struct snapfs_xml_disks disks;
+	int rc = snapfs_domxml_disks(g->name, xml, &disks);
+
+	if (rc < 0) {
+		snapfs_warn("guest %s: domain XML not understood; no disks shown", g->name);
+		return 0;
+	}
+	for (size_t i = 0; i < disks.n && rc == 0; i++) {
+		const struct snapfs_xml_disk *d = &disks.disk[i];
+		CLEANUP_FREE char *path = NULL;
+		const struct snapfs_lv *lv;
+
+		if (d->kind == SNAPFS_SOURCE_POOL)
+			path = volume_path(conn, g->name, d->pool, d->volume);
+		else
+			path = strdup(d->dev);
+		if (!path)
+			continue;
+		lv = snapfs_lvm_resolve_path(lvs, path);
+		if (!lv || !lv->is_ordinary || lv->snapfs_owned) {
+			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not an LVM volume",
+				     g->name, d->target, path);
+			continue;
+		}
+		rc = snapfs_guest_add_disk(g, lv, d->target, d->format, d->sector_size);
+	}
+	snapfs_domxml_disks_free(&disks);
+	return rc;
+}
+
+static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest *g,
+		      const struct snapfs_lv_list *lvs)
+{
+	char uuid[VIR_UUID_STRING_BUFLEN];
+	CLEANUP_FREE char *live = NULL;
+	const char *name = virDomainGetName(dom);
+
+	if (!name || virDomainGetUUIDString(dom, uuid) < 0)
+		return -EIO;
+	g->name = strdup(name);
+	g->key = strdup(uuid);
+	if (!g->name || !g->key)
+		return -ENOMEM;
+	g->running = virDomainIsActive(dom) == 1;
+	/* The disks in use now (hot-plugged ones too) come from the live XML;
+	 * domain.xml is the inactive definition, for restores. */
+	g->xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+	live = g->running ? virDomainGetXMLDesc(dom, 0) : NULL;
+	if (!g->xml) {
+		snapfs_warn("guest %s: cannot read its XML: %s", g->name, last_error());
+		return 0;
+	}
+	return add_disks(conn, g, live ? live : g->xml, lvs);
+}
+
+int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
+			       struct snapfs_guest **out, size_t *n)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	virDomainPtr *doms = NULL;
+	struct snapfs_guest *g = NULL;
+	virConnectPtr conn;
+	int count, rc = 0;
+
+	pthread_once(&once, setup_errors);
+	conn = virConnectOpenReadOnly(uri);
+	if (!conn) {
+		snapfs_error("cannot connect to libvirt at %s: %s", uri ? uri : "(default)",
+			     last_error());
+		return -EIO;
+	}
+	count = virConnectListAllDomains(conn, &doms, 0);
+	if (count < 0) {
+		snapfs_error("listing guests at %s: %s", uri ? uri : "(default)", last_error());
+		virConnectClose(conn);
+		return -EIO;
+	}
+	g = calloc((size_t)count + 1, sizeof(*g));
+	if (!g)
+		rc = -ENOMEM;
+	size_t kept = 0;
+
+	for (int i = 0; i < count; i++) {
+		if (rc == 0) {
+			rc = add_domain(conn, doms[i], &g[kept], lvs);
+			/* A domain undefined while we looked is simply gone. */
+			if (rc == -EIO) {
+				free(g[kept].name);
+				free(g[kept].key);
+				free(g[kept].xml);
+				free(g[kept].disk);
+				memset(&g[kept], 0, sizeof(g[kept]));
+				rc = 0;
+			} else {
+				kept++;
+			}
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	virConnectClose(conn);
+	if (rc < 0) {
+		snapfs_guests_free(g, g ? kept + 1 : 0);
+		return rc;
+	}
+	*out = g;
+	*n = kept;
+	return 0;
+}

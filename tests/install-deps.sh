@@ -1,0 +1,32 @@
+#!/bin/bash
+# Install what snapfs needs to build, test and run on Debian 12 (as root).
+# Safe to run again: apt-get skips what is there.
+set -euo pipefail
+
+packages=(
+	# build
+	build-essential autoconf automake libtool pkg-config
+	libfuse3-dev libvirt-dev libblkid-dev libxml2-dev libcmocka-dev
+	# run
+	fuse3 lvm2 libvirt-clients
+	# tests: disk tools, a real libvirtd, valgrind
+	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu
+	# the throw-away VM that gives the tests a kernel with device-mapper
+	qemu-system-x86 linux-image-amd64 busybox-static udev cpio kmod xz-utils
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: run as root to install: ${missing[*]}" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

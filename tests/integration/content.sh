@@ -1,0 +1,68 @@
+#!/bin/bash
+# Content: every file equals, byte for byte, what dd reads from the
+# snapshot device at the offsets sfdisk reports.
+. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
+. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+requires lvcreate sfdisk virsh fusermount3 getfattr sha256sum
+
+vg=snapfs_content
+setup_vg $vg 256
+make_lv $vg mbr 24M
+make_lv $vg gpt 24M
+fill_random /dev/$vg/mbr
+fill_random /dev/$vg/gpt
+sfdisk -q --no-reread /dev/$vg/mbr <<'P'
+label: dos
+start=2048, size=4096, type=83
+start=8192, size=2048, type=83
+start=12288, size=30720, type=5
+start=14336, size=4096, type=83
+start=20480, size=4096, type=83
+start=26624, size=4000, type=83
+P
+sfdisk -q --no-reread /dev/$vg/gpt <<'P'
+label: gpt
+start=2048, size=4096
+start=6144, size=8191
+start=16384, size=16384
+P
+
+xml=/tmp/content-node.xml
+add_cleanup "rm -f $xml"
+{
+	echo "<node>"
+	virt_domain /dev/stdout guest running \
+		"$(disk_block vda /dev/$vg/mbr; disk_block vdb /dev/$vg/gpt)"
+	echo "</node>"
+} >"$xml"
+
+mnt=/tmp/snapfs-content
+snapfs_start "test://$xml" $mnt
+
+# Hold the set open while the snapshot devices are read directly.
+exec 3<"$mnt/guest/vda.raw"
+checked=0
+for disk in vda vdb; do
+	snap=$(getfattr --only-values -n user.snapfs.snapshot "$mnt/guest/$disk.raw")
+	dev=/dev/$snap
+	[ -b "$dev" ] || fail "snapshot device $dev of $disk missing"
+	[ "$(sha_file "$mnt/guest/$disk.raw")" = "$(sha_file "$dev")" ] ||
+		fail "$disk.raw differs from $dev"
+	checked=$((checked + 1))
+	# "/dev/x1 : start= 2048, size= 4096, type=83" lines; the extended
+	# partition (type 5) is no file of its own.
+	while read -r node start size type; do
+		n=${node##*[!0-9]}
+		[ "$type" = 5 ] && { [ -e "$mnt/guest/$disk$n.raw" ] && fail "extended exposed"; continue; }
+		file="$mnt/guest/$disk$n.raw"
+		[ -f "$file" ] || fail "no $file"
+		[ "$(stat -c %s "$file")" = $((size * 512)) ] || fail "$file size"
+		[ "$(sha_file "$file")" = "$(sha_at "$dev" $((start * 512)) $((size * 512)))" ] ||
+			fail "$file differs from $dev at $start"
+		checked=$((checked + 1))
+	done < <(sfdisk -d "$dev" | sed -n 's/^\(\/dev\/[^ ]*\) : start= *\([0-9]*\), size= *\([0-9]*\), type=\([^,]*\).*/\1 \2 \3 \4/p')
+done
+exec 3<&-
+[ "$checked" = 10 ] || fail "checked $checked files, expected 10"
+wait_snapfs_lvs $vg 0
+echo "content: $checked files match"

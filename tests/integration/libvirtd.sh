@@ -1,0 +1,76 @@
+#!/bin/bash
+# A real libvirtd with the qemu driver: defined (shut off) guests appear
+# with their LVM disks; a guest defined after the mount appears without a
+# remount, and one undefined disappears.  libvirtd runs in a private mount
+# namespace with its own configuration, so the host's is never touched.
+. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
+requires libvirtd virsh unshare qemu-system-x86_64 lvcreate sfdisk fusermount3
+
+if [ -z "${SNAPFS_IN_NS:-}" ]; then
+	SNAPFS_IN_NS=1 exec unshare --mount --propagation private -- bash "$0" "$@"
+fi
+. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+
+# libvirtd's state and configuration on tmpfs, for this namespace only.
+conf=$(mktemp -d)
+cp -a /etc/libvirt/. "$conf/" 2>/dev/null || true
+cat >"$conf/libvirtd.conf" <<'C'
+unix_sock_group = "root"
+unix_sock_ro_perms = "0777"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+C
+printf 'user = "root"\ngroup = "root"\nsecurity_driver = "none"\n' >"$conf/qemu.conf"
+mount --bind "$conf" /etc/libvirt
+for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
+	mkdir -p "$d"
+	mount -t tmpfs tmpfs "$d"
+done
+libvirtd --daemon --pid-file=/run/libvirt/test-libvirtd.pid
+add_cleanup 'kill "$(cat /run/libvirt/test-libvirtd.pid)" 2>/dev/null || true'
+wait_for -t 60 virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd did not start"
+
+vg=snapfs_libvirtd
+setup_vg $vg 128
+make_lv $vg web 16M
+make_lv $vg late 8M
+fill_random /dev/$vg/web
+printf 'label: dos\nstart=2048, size=8192, type=83\n' | sfdisk -q --no-reread /dev/$vg/web
+
+guest_xml() { # NAME DEV
+	cat <<X
+<domain type='qemu'>
+  <name>$1</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source dev='$2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+X
+}
+guest_xml web /dev/$vg/web >/tmp/web.xml
+virsh -q -c qemu:///system define /tmp/web.xml >/dev/null || fail "define web"
+add_cleanup "virsh -q -c qemu:///system undefine web >/dev/null 2>&1 || true"
+
+mnt=/tmp/snapfs-libvirtd
+snapfs_start qemu:///system $mnt -o cache=0
+[ "$(cd $mnt && ls | tr '\n' ' ')" = "web " ] || fail "guests: $(ls $mnt)"
+[ "$(cd $mnt/web && ls | tr '\n' ' ')" = "domain.xml vda.raw vda1.raw " ] ||
+	fail "web: $(ls $mnt/web)"
+grep -q "<name>web</name>" $mnt/web/domain.xml || fail "domain.xml"
+cmp -s $mnt/web/vda.raw /dev/$vg/web || fail "vda.raw differs from the origin"
+wait_snapfs_lvs $vg 0
+
+guest_xml late /dev/$vg/late >/tmp/late.xml
+virsh -q -c qemu:///system define /tmp/late.xml >/dev/null || fail "define late"
+add_cleanup "virsh -q -c qemu:///system undefine late >/dev/null 2>&1 || true"
+[ -f $mnt/late/vda.raw ] || fail "a guest defined later does not appear: $(ls $mnt)"
+virsh -q -c qemu:///system undefine web >/dev/null || fail "undefine web"
+wait_for -t 10 test ! -e $mnt/web || fail "an undefined guest is still there"
+echo "libvirtd: ok"

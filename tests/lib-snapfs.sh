@@ -1,0 +1,158 @@
+# Helpers for snapfs integration tests; sourced after functions.sh.
+
+SNAPFS_BIN=${SNAPFS_BIN:?SNAPFS_BIN must name the snapfs binary}
+
+# snapfs_start SOURCE MOUNTPOINT [OPTIONS...]: run snapfs in the foreground
+# (under valgrind when SNAPFS_VALGRIND=1), wait until the mount is ready,
+# and make sure it is stopped at the end.  SNAPFS_PID is snapfs's pid; its
+# exit status lands in $SNAPFS_LOG.rc, readable from any subshell.
+snapfs_start() {
+	local source=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	SNAPFS_LOG=$(mktemp /tmp/snapfs-log.XXXXXX)
+	add_cleanup "rm -f '$SNAPFS_LOG' '$SNAPFS_LOG.pid' '$SNAPFS_LOG.rc'"
+	# A failing test shows snapfs's log (rc is the exit status being cleaned up after).
+	add_cleanup "[ \"\${rc:-0}\" = 0 ] || { echo '--- snapfs log:' >&2; cat '$SNAPFS_LOG' >&2; }"
+	local cmd=("$SNAPFS_BIN" -f "$@" "$source" "$mnt")
+	if [ "${SNAPFS_VALGRIND:-}" = 1 ]; then
+		cmd=(valgrind --quiet --error-exitcode=99 --leak-check=full
+		     --errors-for-leak-kinds=definite --show-leak-kinds=definite
+		     "${cmd[@]}")
+	fi
+	(
+		"${cmd[@]}" >>"$SNAPFS_LOG" 2>&1 &
+		echo $! >"$SNAPFS_LOG.pid"
+		rc=0
+		wait $! || rc=$?
+		echo "$rc" >"$SNAPFS_LOG.rc"
+	) &
+	add_cleanup "snapfs_stop '$mnt'"
+	wait_for -t 60 test -s "$SNAPFS_LOG.pid" || fail "snapfs did not start"
+	SNAPFS_PID=$(cat "$SNAPFS_LOG.pid")
+	if ! wait_for -t 120 snapfs_mounted_or_gone "$mnt" || ! snapfs_mounted "$mnt"; then
+		cat "$SNAPFS_LOG" >&2
+		fail "snapfs did not mount $mnt"
+	fi
+}
+
+snapfs_mounted() {
+	# mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE ...
+	awk -v m="$1" '$5 == m { for (i = 7; i < NF; i++) if ($i == "-" && $(i + 1) == "fuse.snapfs") f = 1 }
+		END { exit !f }' /proc/self/mountinfo
+}
+
+snapfs_mounted_or_gone() {
+	snapfs_mounted "$1" || [ -e "$SNAPFS_LOG.rc" ]
+}
+
+# snapfs_wait_exit: wait (bounded) for snapfs to exit; fail if it, or
+# valgrind, reported an error.
+snapfs_wait_exit() {
+	wait_for -t 120 test -e "$SNAPFS_LOG.rc" || fail "snapfs did not exit"
+	local rc
+	rc=$(cat "$SNAPFS_LOG.rc")
+	if [ "$rc" != 0 ]; then
+		echo "snapfs exited with $rc; its log:" >&2
+		cat "$SNAPFS_LOG" >&2
+		return 1
+	fi
+}
+
+# snapfs_stop MOUNTPOINT: unmount and wait for snapfs to exit.
+snapfs_stop() {
+	local mnt=$1
+	[ -n "${SNAPFS_LOG:-}" ] && [ -e "$SNAPFS_LOG.pid" ] || return 0
+	if [ ! -e "$SNAPFS_LOG.rc" ]; then
+		fusermount3 -u "$mnt" 2>/dev/null || kill -TERM "$(cat "$SNAPFS_LOG.pid")" 2>/dev/null || true
+	fi
+	snapfs_wait_exit
+}
+
+# Number of snapfs's snapshot LVs in VG.
+snapfs_lv_count() {
+	lvs --noheadings -o lv_name -S 'lv_tags=snapfs' "$1" 2>/dev/null | grep -c . || true
+}
+
+assert_snapfs_lvs() {
+	local vg=$1 want=$2 got
+	got=$(snapfs_lv_count "$vg")
+	[ "$got" = "$want" ] || {
+		lvs -o lv_name,origin,lv_tags "$vg" >&2
+		fail "expected $want snapfs snapshot(s) in $vg, found $got"
+	}
+}
+
+# make_lv VG NAME SIZE: an LV whose cleanup is the VG's.
+make_lv() {
+	lvcreate -q -y -n "$2" -L "$3" "$1" >/dev/null || fail "lvcreate $1/$2"
+}
+
+# fill_random DEV: fill a block device with random bytes.
+fill_random() {
+	dd if=/dev/urandom of="$1" bs=1M status=none oflag=direct 2>/dev/null || true
+}
+
+# A libvirt test-driver node XML: virt_node_begin FILE; virt_domain ...; virt_node_end FILE.
+# virt_domain FILE NAME STATE DISKS_XML
+virt_domain() {
+	local file=$1 name=$2 state=$3 disks=$4
+	cat >>"$file" <<XML
+  <domain type='test'>
+    <name>$name</name>
+    <memory>65536</memory>
+    <os><type>hvm</type></os>
+    <devices>
+$disks
+    </devices>
+  </domain>
+XML
+	if [ "$state" = shutoff ]; then
+		: # the test driver starts defined domains as running
+	fi
+}
+
+# disk_block TARGET DEV [FORMAT]
+disk_block() {
+	printf "      <disk type='block' device='disk'><driver name='qemu' type='%s'/><source dev='%s'/><target dev='%s' bus='virtio'/></disk>\n" \
+		"${3:-raw}" "$2" "$1"
+}
+
+# sha256 of LEN bytes at OFFSET of FILE (both in bytes).
+sha_at() {
+	local file=$1 off=$2 len=$3
+	dd if="$file" iflag=skip_bytes,count_bytes skip="$off" count="$len" bs=1M status=none |
+		sha256sum | cut -d' ' -f1
+}
+
+sha_file() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+# wait_snapfs_lvs VG N: the release of a closed file reaches snapfs
+# asynchronously; wait (bounded) for the count to settle at N.
+wait_snapfs_lvs() {
+	local i
+	for i in $(seq 300); do
+		[ "$(snapfs_lv_count "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	assert_snapfs_lvs "$1" "$2"
+}
+
+# one_guest_xml FILE NAME DEV...: a test-driver node with one guest whose
+# disks vda, vdb, ... are the given devices.
+one_guest_xml() {
+	local file=$1 name=$2 disks="" t=a
+	shift 2
+	for dev in "$@"; do
+		disks+=$(disk_block "vd$t" "$dev")$'\n'
+		t=$(echo "$t" | tr a-y b-z)
+	done
+	{
+		echo "<node>"
+		virt_domain /dev/stdout "$name" running "$disks"
+		echo "</node>"
+	} >"$file"
+	add_cleanup "rm -f '$file'"
+}
