@@ -51,7 +51,7 @@ static void fill_size(struct stat *st, uint64_t size)
  * one, else the live origin's as the catalog saw it. */
 static void image_attr(const struct snapfs_node *n, struct stat *st)
 {
-	unsigned partno = n->part ? n->part->number : 0;
+	unsigned partno = n->kind == NODE_PART ? n->part.number : 0;
 	struct snapfs_held held;
 
 	if (snapfs_snapset_held(n->guest->dir, n->disk->file, partno, &held) == 0) {
@@ -60,7 +60,7 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 		return;
 	}
 	fill_common(st, false, n->cat->stamp);
-	fill_size(st, n->part ? n->part->size : n->disk->lv.size);
+	fill_size(st, n->kind == NODE_PART ? n->part.size : n->disk->lv.size);
 }
 
 /* getattr: stat(2) and every lookup.  Never creates a snapshot. */
@@ -108,12 +108,18 @@ static int list_guest(const struct snapfs_guest *g, void *buf, fuse_fill_dir_t f
 
 		if (filler(buf, d->file, NULL, 0, 0))
 			return 0;
-		for (size_t p = 0; p < d->parts.n; p++) {
-			if (snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
-					      sizeof(name)) == 0 &&
-			    filler(buf, name, NULL, 0, 0))
-				return 0;
-		}
+		struct snapfs_partitions parts;
+		bool full = false;
+
+		if (snapfs_node_disk_parts(g, d, &parts) < 0)
+			return -ENOMEM;
+		for (size_t p = 0; p < parts.n && !full; p++)
+			full = snapfs_name_image(d->target, parts.part[p].number, d->ext, name,
+						 sizeof(name)) == 0 &&
+			       filler(buf, name, NULL, 0, 0);
+		snapfs_partitions_free(&parts);
+		if (full)
+			return 0;
 	}
 	return 0;
 }
@@ -173,10 +179,10 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 			if (filler(buf, n.cat->guest[i].dir, NULL, 0, 0))
 				break;
 	} else {
-		list_guest(n.guest, buf, filler);
+		rc = list_guest(n.guest, buf, filler);
 	}
 	snapfs_node_put(&n);
-	return 0;
+	return rc;
 }
 
 static int open_image(const struct snapfs_node *n, struct handle *h)
@@ -199,12 +205,12 @@ static int open_image(const struct snapfs_node *n, struct handle *h)
 		const struct snapfs_partition *p = NULL;
 
 		for (size_t i = 0; i < sd->parts.n; i++)
-			if (sd->parts.part[i].number == n->part->number)
+			if (sd->parts.part[i].number == n->part.number)
 				p = &sd->parts.part[i];
 		if (!p) {
 			snapfs_warn("guest %s disk %s: partition %u is not in the snapshot's "
 				    "partition table",
-				    n->guest->name, n->disk->target, n->part->number);
+				    n->guest->name, n->disk->target, n->part.number);
 			rc = -ENOENT;
 			goto fail;
 		}
@@ -343,7 +349,7 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 	if (rc < 0)
 		return rc;
 	if (n.kind == NODE_DISK || n.kind == NODE_PART) {
-		const struct snapfs_partition *p = n.part;
+		const struct snapfs_partition *p = n.kind == NODE_PART ? &n.part : NULL;
 
 		xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
 		xattr_add(x, "user.snapfs.format", "%s", n.disk->format);

@@ -43,12 +43,17 @@ struct snapfs_node {
 	struct snapfs_catalog *cat;         /* holds a reference */
 	const struct snapfs_guest *guest;
 	const struct snapfs_disk *disk;
-	const struct snapfs_partition *part;
+	struct snapfs_partition part;       /* NODE_PART */
 };
 
 /* Resolve a path of the mount; 0 or -ENOENT.  Drop with snapfs_node_put. */
 int snapfs_node_lookup(const char *path, struct snapfs_node *n);
 void snapfs_node_put(struct snapfs_node *n);
+/* The partitions a guest's directory shows for disk d: the held set's
+ * while there is one, else the live origin's.  Free with
+ * snapfs_partitions_free. */
+int snapfs_node_disk_parts(const struct snapfs_guest *g, const struct snapfs_disk *d,
+			   struct snapfs_partitions *out);
 
 /* ---- ops.c ------------------------------------------------------------- */
 

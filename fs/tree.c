@@ -12,11 +12,55 @@
 
 #include "snapfs-fuse.h"
 
+int snapfs_node_disk_parts(const struct snapfs_guest *g, const struct snapfs_disk *d,
+			   struct snapfs_partitions *out)
+{
+	if (snapfs_snapset_held_parts(g->dir, d->file, out) == 0)
+		return 0;
+	return snapfs_partitions_copy(&d->parts, out);
+}
+
+/* A disk image or partition file of n->guest. */
+static int find_file(struct snapfs_node *n, const char *file)
+{
+	const struct snapfs_guest *g = n->guest;
+	char name[SNAPFS_NAME_MAX + 1];
+
+	for (size_t i = 0; i < g->ndisks; i++) {
+		if (!strcmp(g->disk[i].file, file)) {
+			n->kind = NODE_DISK;
+			n->disk = &g->disk[i];
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < g->ndisks; i++) {
+		const struct snapfs_disk *d = &g->disk[i];
+		struct snapfs_partitions parts;
+		bool found = false;
+
+		if (snapfs_node_disk_parts(g, d, &parts) < 0)
+			return -ENOMEM;
+		for (size_t p = 0; p < parts.n && !found; p++) {
+			if (snapfs_name_image(d->target, parts.part[p].number, d->ext, name,
+					      sizeof(name)) == 0 &&
+			    !strcmp(name, file)) {
+				n->kind = NODE_PART;
+				n->disk = d;
+				n->part = parts.part[p];
+				found = true;
+			}
+		}
+		snapfs_partitions_free(&parts);
+		if (found)
+			return 0;
+	}
+	return -ENOENT;
+}
+
 int snapfs_node_lookup(const char *path, struct snapfs_node *n)
 {
 	char dir[SNAPFS_NAME_MAX + 1];
 	const char *slash;
-	unsigned partno;
 	size_t len;
 	int rc;
 
@@ -51,14 +95,8 @@ int snapfs_node_lookup(const char *path, struct snapfs_node *n)
 		n->kind = NODE_XML;
 		return 0;
 	}
-	n->disk = snapfs_guest_disk(n->guest, path, &partno);
-	if (!n->disk)
-		goto noent;
-	n->kind = partno ? NODE_PART : NODE_DISK;
-	for (size_t i = 0; partno && i < n->disk->parts.n; i++)
-		if (n->disk->parts.part[i].number == partno)
-			n->part = &n->disk->parts.part[i];
-	return 0;
+	if (find_file(n, path) == 0)
+		return 0;
 noent:
 	snapfs_node_put(n);
 	return -ENOENT;

@@ -692,3 +692,18 @@ void snapfs_partitions_free(struct snapfs_partitions *p)
 	p->n = 0;
 	p->table[0] = '\0';
 }
+
+int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_partitions *to)
+{
+	*to = *from;
+	to->part = NULL;
+	if (!from->n)
+		return 0;
+	to->part = malloc(from->n * sizeof(*to->part));
+	if (!to->part) {
+		to->n = 0;
+		return -ENOMEM;
+	}
+	memcpy(to->part, from->part, from->n * sizeof(*to->part));
+	return 0;
+}

@@ -192,6 +192,7 @@ int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
 			   const char *guest, const char *disk,
 			   struct snapfs_partitions *out);
 void snapfs_partitions_free(struct snapfs_partitions *p);
+int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_partitions *to);
 
 /* ---- device.c ---------------------------------------------------------- */
 
@@ -315,6 +316,11 @@ struct snapfs_held {
 };
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 			struct snapfs_held *out);
+/* A copy of the partition table of a held set's disk (file names the disk
+ * image): while a set is held, the guest's directory shows what reads see.
+ * 0, or -ENOENT when the guest holds no set. */
+int snapfs_snapset_held_parts(const char *dir, const char *file,
+			      struct snapfs_partitions *out);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
 

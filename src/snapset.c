@@ -339,6 +339,23 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 	return rc;
 }
 
+int snapfs_snapset_held_parts(const char *dir, const char *file,
+			      struct snapfs_partitions *out)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&sets_lock);
+	struct snapfs_snapset *s = find_set(dir);
+	const struct snapfs_snapdisk *d = s && s->state == SET_READY
+						  ? snapfs_snapset_disk(s, file)
+						  : NULL;
+
+	if (d)
+		rc = snapfs_partitions_copy(&d->parts, out);
+	pthread_mutex_unlock(&sets_lock);
+	return rc;
+}
+
 size_t snapfs_snapset_count(void)
 {
 	size_t n = 0;

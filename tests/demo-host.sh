@@ -2,8 +2,8 @@
 # The demo host: a loop-backed VG, two libvirt guests (libvirt's test
 # driver), ext4 filesystems with a few files; snapfs mounted over them.
 # Run by tests/demo.sh, natively or inside the throw-away VM.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/functions.sh" || exit 99
+. "$(dirname -- "$0")/lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk mkfs.ext4 debugfs fusermount3
 
 say() { printf '\n\033[1m### %s\033[0m\n' "$*"; }
@@ -43,8 +43,8 @@ dd if=$work/db.img of=/dev/$vg/db-disk bs=1M seek=$((2048 * 512)) oflag=seek_byt
 xml=$work/host.xml
 {
 	echo "<node>"
-	virt_domain /dev/stdout web1 running "$(disk_block vda /dev/$vg/web-disk)"
-	virt_domain /dev/stdout db1 running "$(disk_block vda /dev/$vg/db-disk)"
+	virt_domain web1 "$(disk_block vda /dev/$vg/web-disk)"
+	virt_domain db1 "$(disk_block vda /dev/$vg/db-disk)"
 	echo "</node>"
 } >$xml
 
@@ -54,7 +54,7 @@ snapfs_start "test://$xml" $mnt
 say "the tree: one directory per guest, one file per disk and per partition"
 run ls -l $mnt $mnt/web1 $mnt/db1
 say "what libblkid sees in web1's logical partition"
-run getfattr -d -m - $mnt/web1/vda5.raw
+run getfattr --absolute-names -d -m - $mnt/web1/vda5.raw
 say "copy the partition out (this opens it: a snapshot is taken and dropped)"
 run cp $mnt/web1/vda5.raw $work/web1-root.img
 say "its files, read in userspace with debugfs (no kernel mount)"

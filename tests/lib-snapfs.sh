@@ -2,6 +2,13 @@
 
 SNAPFS_BIN=${SNAPFS_BIN:?SNAPFS_BIN must name the snapfs binary}
 
+# A bare devtmpfs (the test VM) lacks the links udev's setup usually makes;
+# bash's <(...) and /dev/stdout need them.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
+
 # snapfs_start SOURCE MOUNTPOINT [OPTIONS...]: run snapfs in the foreground
 # (under valgrind when SNAPFS_VALGRIND=1), wait until the mount is ready,
 # and make sure it is stopped at the end.  SNAPFS_PID is snapfs's pid; its
@@ -93,11 +100,11 @@ fill_random() {
 	dd if=/dev/urandom of="$1" bs=1M status=none oflag=direct 2>/dev/null || true
 }
 
-# A libvirt test-driver node XML: virt_node_begin FILE; virt_domain ...; virt_node_end FILE.
-# virt_domain FILE NAME STATE DISKS_XML
+# virt_domain NAME DISKS_XML: a domain of a libvirt test-driver node XML,
+# on stdout.  The test driver runs every domain of its node file.
 virt_domain() {
-	local file=$1 name=$2 state=$3 disks=$4
-	cat >>"$file" <<XML
+	local name=$1 disks=$2
+	cat <<XML
   <domain type='test'>
     <name>$name</name>
     <memory>65536</memory>
@@ -107,9 +114,6 @@ $disks
     </devices>
   </domain>
 XML
-	if [ "$state" = shutoff ]; then
-		: # the test driver starts defined domains as running
-	fi
 }
 
 # disk_block TARGET DEV [FORMAT]
@@ -151,7 +155,7 @@ one_guest_xml() {
 	done
 	{
 		echo "<node>"
-		virt_domain /dev/stdout "$name" running "$disks"
+		virt_domain "$name" "$disks"
 		echo "</node>"
 	} >"$file"
 	add_cleanup "rm -f '$file'"

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Content: every file equals, byte for byte, what dd reads from the
 # snapshot device at the offsets sfdisk reports.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk virsh fusermount3 getfattr sha256sum
 
 vg=snapfs_content
@@ -31,7 +31,7 @@ xml=/tmp/content-node.xml
 add_cleanup "rm -f $xml"
 {
 	echo "<node>"
-	virt_domain /dev/stdout guest running \
+	virt_domain guest \
 		"$(disk_block vda /dev/$vg/mbr; disk_block vdb /dev/$vg/gpt)"
 	echo "</node>"
 } >"$xml"
@@ -43,7 +43,7 @@ snapfs_start "test://$xml" $mnt
 exec 3<"$mnt/guest/vda.raw"
 checked=0
 for disk in vda vdb; do
-	snap=$(getfattr --only-values -n user.snapfs.snapshot "$mnt/guest/$disk.raw")
+	snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot "$mnt/guest/$disk.raw")
 	dev=/dev/$snap
 	[ -b "$dev" ] || fail "snapshot device $dev of $disk missing"
 	[ "$(sha_file "$mnt/guest/$disk.raw")" = "$(sha_file "$dev")" ] ||

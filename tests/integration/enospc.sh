@@ -2,8 +2,8 @@
 # No room for the COW area: the open fails with ENOSPC, the log names the
 # guest, the disk and lvcreate's words, and no LV is left behind, also when
 # the first disk of the set was snapshotted before the second failed.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate virsh fusermount3
 
 vg=snapfs_nospc

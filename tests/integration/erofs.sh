@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every write attempt answers EROFS; the mount is read-only, nosuid, nodev.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate virsh fusermount3 setfattr truncate
 
 vg=snapfs_erofs

@@ -2,8 +2,8 @@
 # Laziness: listing, stat and xattrs make no snapshot; any number of open
 # files of a guest hold exactly one snapshot per disk; the last close removes
 # them; unmounting with files open removes them too.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk virsh fusermount3 getfattr
 
 vg=snapfs_lazy
@@ -14,8 +14,8 @@ printf 'label: dos\nstart=2048, size=8192, type=83\nstart=10240, size=8192, type
 xml=/tmp/lazy-node.xml
 {
 	echo "<node>"
-	virt_domain /dev/stdout alpha running "$(disk_block vda /dev/$vg/a1; disk_block vdb /dev/$vg/a2)"
-	virt_domain /dev/stdout beta running "$(disk_block vda /dev/$vg/b1)"
+	virt_domain alpha "$(disk_block vda /dev/$vg/a1; disk_block vdb /dev/$vg/a2)"
+	virt_domain beta "$(disk_block vda /dev/$vg/b1)"
 	echo "</node>"
 } >$xml
 add_cleanup "rm -f $xml"
@@ -24,7 +24,7 @@ snapfs_start "test://$xml" $mnt
 
 ls -lR $mnt >/dev/null
 stat $mnt/alpha/vda1.raw >/dev/null
-getfattr -d -m - $mnt/alpha/*.raw >/dev/null 2>&1
+getfattr --absolute-names -d -m - $mnt/alpha/*.raw >/dev/null 2>&1
 find $mnt -type f -size +0 >/dev/null
 du -s $mnt >/dev/null
 assert_snapfs_lvs $vg 0
@@ -32,8 +32,8 @@ assert_snapfs_lvs $vg 0
 exec 3<$mnt/alpha/vda.raw 4<$mnt/alpha/vda1.raw 5<$mnt/alpha/vdb.raw 6<$mnt/alpha/vda2.raw
 assert_snapfs_lvs $vg 2
 # while held, stat shows the snapshot's instant and xattrs name it
-getfattr -n user.snapfs.snapshot $mnt/alpha/vda.raw >/dev/null || fail "no snapshot xattr"
-getfattr -n user.snapfs.time $mnt/alpha/vda.raw >/dev/null || fail "no time xattr"
+getfattr --absolute-names -n user.snapfs.snapshot $mnt/alpha/vda.raw >/dev/null || fail "no snapshot xattr"
+getfattr --absolute-names -n user.snapfs.time $mnt/alpha/vda.raw >/dev/null || fail "no time xattr"
 exec 7<$mnt/beta/vda.raw
 assert_snapfs_lvs $vg 3
 exec 3<&- 4<&- 5<&-

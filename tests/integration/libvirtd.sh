@@ -3,13 +3,13 @@
 # with their LVM disks; a guest defined after the mount appears without a
 # remount, and one undefined disappears.  libvirtd runs in a private mount
 # namespace with its own configuration, so the host's is never touched.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
 requires libvirtd virsh unshare qemu-system-x86_64 lvcreate sfdisk fusermount3
 
 if [ -z "${SNAPFS_IN_NS:-}" ]; then
 	SNAPFS_IN_NS=1 exec unshare --mount --propagation private -- bash "$0" "$@"
 fi
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 
 # libvirtd's state and configuration on tmpfs, for this namespace only.
 conf=$(mktemp -d)

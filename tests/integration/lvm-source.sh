@@ -1,8 +1,8 @@
 #!/bin/bash
 # SOURCE lvm:VG: every ordinary LV is a guest with one disk; snapshots, thin
 # pools, LVs of other VGs and snapfs's own are not; no libvirt involved.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk fusermount3
 
 vg=snapfs_lvmsrc
@@ -25,7 +25,7 @@ snapfs_start "lvm:$vg" $mnt
 cmp -s $mnt/web/disk.raw /dev/$vg/web || fail "web differs"
 # A thin LV gets a thin snapshot, activated although it skips activation.
 exec 3<$mnt/thinvol/disk.raw
-snap=$(getfattr --only-values -n user.snapfs.snapshot $mnt/thinvol/disk.raw)
+snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot $mnt/thinvol/disk.raw)
 [ "$(lvs --noheadings -o segtype "$snap" | tr -d ' ')" = thin ] || fail "not a thin snapshot"
 cmp -s /proc/self/fd/3 /dev/$vg/thinvol || fail "thinvol differs"
 exec 3<&-

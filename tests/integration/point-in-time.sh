@@ -2,8 +2,8 @@
 # Point in time: an open file keeps returning the snapshot's bytes while the
 # origin is overwritten, and so does a second file of the guest opened later;
 # after the last close a new open sees the new bytes.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk virsh fusermount3 sha256sum
 
 vg=snapfs_pit
@@ -17,7 +17,7 @@ old_part=$(sha_at /dev/$vg/disk $((2048 * 512)) $((8192 * 512)))
 xml=/tmp/pit-node.xml
 one_guest_xml $xml guest /dev/$vg/disk
 mnt=/tmp/snapfs-pit
-snapfs_start "test://$xml" $mnt -o cow_size=16M
+snapfs_start "test://$xml" $mnt -o cow_size=32M
 
 exec 3<"$mnt/guest/vda.raw"
 head -c 1M <&3 >/dev/null      # part of the file read before the change

@@ -2,8 +2,8 @@
 # The tree: guest directories (escaped names), disk images, one file per
 # partition (MBR primaries and logicals, GPT entries), qcow2 kept as is,
 # file-backed disks and cdroms left out.
-. "${SNAPFS_SRCDIR:-.}/tests/functions.sh"
-. "${SNAPFS_SRCDIR:-.}/tests/lib-snapfs.sh"
+. "$(dirname -- "$0")/../functions.sh" || exit 99
+. "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 requires lvcreate sfdisk virsh fusermount3 getfattr
 
 vg=snapfs_tree
@@ -37,16 +37,16 @@ xml=/tmp/tree-node.xml
 add_cleanup "rm -f $xml"
 {
 	echo "<node>"
-	virt_domain /dev/stdout alpha running \
+	virt_domain alpha \
 		"$(disk_block vda /dev/$vg/mbr; disk_block vdb /dev/mapper/$vg-gpt)"
-	virt_domain /dev/stdout beta running \
+	virt_domain beta \
 		"$(disk_block vda "$(readlink -f /dev/$vg/plain)"; disk_block vdb /dev/$vg/qcow qcow2
 		  echo "<disk type='file' device='disk'><source file='/tmp/file-disk.img'/><target dev='vdc'/></disk>"
 		  echo "<disk type='block' device='cdrom'><source dev='/dev/$vg/plain'/><target dev='hdc'/></disk>"
 		  echo "<disk type='volume' device='disk'><source pool='vgpool' volume='pooled'/><target dev='vdd'/></disk>")"
-	virt_domain /dev/stdout '.hidden' running "$(disk_block nvme0n1 /dev/$vg/plain)"
-	virt_domain /dev/stdout '-rf %x&#10;y' running ""
-	virt_domain /dev/stdout "$long" running "$(disk_block vda /dev/$vg/long)"
+	virt_domain '.hidden' "$(disk_block sdb /dev/$vg/plain)"
+	virt_domain '-rf %x&#10;y' ""
+	virt_domain "$long" "$(disk_block vda /dev/$vg/long)"
 	cat <<POOL
   <pool type='logical'>
     <name>vgpool</name>
@@ -74,7 +74,7 @@ listing() { (cd "$mnt/$1" && ls -1 | tr '\n' ' '); }
 [ "$(listing alpha)" = "domain.xml vda.raw vda1.raw vda2.raw vda5.raw vda6.raw vda7.raw vdb.raw vdb1.raw vdb2.raw vdb3.raw " ] ||
 	fail "alpha: $(listing alpha)"
 [ "$(listing beta)" = "domain.xml vda.raw vdb.qcow2 vdd.raw " ] || fail "beta: $(listing beta)"
-[ "$(listing '%2Ehidden')" = "domain.xml nvme0n1.raw " ] || fail "hidden: $(listing '%2Ehidden')"
+[ "$(listing '%2Ehidden')" = "domain.xml sdb.raw " ] || fail "hidden: $(listing '%2Ehidden')"
 [ "$(listing '%2Drf %25x%0Ay')" = "domain.xml " ] || fail "dash: $(listing '%2Drf %25x%0Ay')"
 
 # Sizes are exact, blocks agree, 1 MiB blksize, modes and owner.
@@ -90,15 +90,15 @@ listing() { (cd "$mnt/$1" && ls -1 | tr '\n' ' '); }
 grep -q "<name>alpha</name>" $mnt/alpha/domain.xml || fail "domain.xml content"
 
 # Attributes from the partition table and libblkid; no snapshot yet.
-[ "$(getfattr --only-values -n user.snapfs.origin $mnt/alpha/vda.raw)" = "$vg/mbr" ] ||
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.origin $mnt/alpha/vda.raw)" = "$vg/mbr" ] ||
 	fail "origin xattr"
-[ "$(getfattr --only-values -n user.snapfs.start $mnt/alpha/vda6.raw)" = $((30720 * 512)) ] ||
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.start $mnt/alpha/vda6.raw)" = $((30720 * 512)) ] ||
 	fail "start xattr"
-[ "$(getfattr --only-values -n user.snapfs.type $mnt/alpha/vda6.raw)" = 0x82 ] ||
-	fail "type xattr: $(getfattr --only-values -n user.snapfs.type $mnt/alpha/vda6.raw)"
-[ "$(getfattr --only-values -n user.snapfs.format $mnt/beta/vdb.qcow2)" = qcow2 ] ||
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.type $mnt/alpha/vda6.raw)" = 0x82 ] ||
+	fail "type xattr: $(getfattr --absolute-names --only-values -n user.snapfs.type $mnt/alpha/vda6.raw)"
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.format $mnt/beta/vdb.qcow2)" = qcow2 ] ||
 	fail "format xattr"
-getfattr -n user.snapfs.snapshot $mnt/alpha/vda.raw 2>/dev/null && fail "snapshot xattr without a set"
+getfattr --absolute-names -n user.snapfs.snapshot $mnt/alpha/vda.raw 2>/dev/null && fail "snapshot xattr without a set"
 assert_snapfs_lvs $vg 0
 
 # The log names what was left out and why (debug areas on).
