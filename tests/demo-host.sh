@@ -7,7 +7,14 @@
 requires lvcreate sfdisk mkfs.ext4 debugfs fusermount3
 
 say() { printf '\n\033[1m### %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() {
+	local a line='$'
+	for a in "$@"; do
+		case $a in *[[:space:]\'*]*) line+=" '$a'" ;; *) line+=" $a" ;; esac
+	done
+	printf '%s\n' "$line"
+	"$@"
+}
 
 vg=demo
 setup_vg $vg 256 >/dev/null
@@ -24,20 +31,20 @@ echo "db1" >$work/db/etc-hostname
 seq 1 1000 >$work/db/data/table.csv
 
 # web: MBR, a primary and an extended partition holding one logical.
-sfdisk -q --no-reread /dev/$vg/web-disk <<'P'
+sfdisk -q --no-reread /dev/$vg/web-disk 2>/dev/null <<'P'
 label: dos
 start=2048, size=32768, type=83
 start=36864, size=90112, type=5
 start=38912, size=86016, type=83
 P
-mkfs.ext4 -q -L web-root -d $work/web $work/web.img 40M
+mkfs.ext4 -q -L web-root -d $work/web $work/web.img 40M >/dev/null
 dd if=$work/web.img of=/dev/$vg/web-disk bs=1M seek=$((38912 * 512)) oflag=seek_bytes conv=notrunc status=none
 # db: GPT with one partition.
-sfdisk -q --no-reread /dev/$vg/db-disk <<'P'
+sfdisk -q --no-reread /dev/$vg/db-disk 2>/dev/null <<'P'
 label: gpt
 start=2048, size=120832, name=data
 P
-mkfs.ext4 -q -L db-data -d $work/db $work/db.img 59M
+mkfs.ext4 -q -L db-data -d $work/db $work/db.img 59M >/dev/null
 dd if=$work/db.img of=/dev/$vg/db-disk bs=1M seek=$((2048 * 512)) oflag=seek_bytes conv=notrunc status=none
 
 xml=$work/host.xml

@@ -25,37 +25,42 @@ fail() {
 	exit 1
 }
 
-# skip MSG...: the test cannot run here.  Under CI=true a test that would be
-# skipped is a hard error instead: CI must run every test.
+# skip MSG...: the test does not apply here.
 skip() {
-	if [ "${CI-}" = true ]; then
-		printf '%s: ERROR: would skip under CI: %s\n' "$TEST_NAME" "$*" >&2
-		exit 99
-	fi
 	printf '%s: SKIP: %s\n' "$TEST_NAME" "$*" >&2
 	exit 77
 }
 
-# requires CMD...: skip unless every CMD is on PATH.
+# unmet MSG...: something the test needs is missing: a skip, but under
+# CI=true a hard error, since CI must be able to run every test.
+unmet() {
+	if [ "${CI-}" = true ]; then
+		printf '%s: ERROR: missing under CI: %s\n' "$TEST_NAME" "$*" >&2
+		exit 99
+	fi
+	skip "$@"
+}
+
+# requires CMD...: unmet unless every CMD is on PATH.
 requires() {
 	local cmd missing=()
 	for cmd in "$@"; do
 		command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 	done
-	[ ${#missing[@]} -eq 0 ] || skip "missing command(s): ${missing[*]}"
+	[ ${#missing[@]} -eq 0 ] || unmet "missing command(s): ${missing[*]}"
 }
 
-# requires_root: skip unless we are root.
+# requires_root: unmet unless we are root.
 requires_root() {
-	[ "$(id -u)" = 0 ] || skip "needs root"
+	[ "$(id -u)" = 0 ] || unmet "needs root"
 }
 
 # ---- cleanup ----------------------------------------------------------------
 
-# add_cleanup "CMD": run CMD (a string, eval'ed) when the test exits, however
-# it exits.  Cleanups run last-added first.  A cleanup that fails is logged
-# and turns a passing test into a failing one: it means the test left
-# something behind.
+# add_cleanup "CMD": run CMD (a string, eval'ed in a subshell) when the test
+# exits, however it exits.  Cleanups run last-added first and can read $rc,
+# the test's exit status so far.  A cleanup that fails is logged and turns a
+# passing test into a failing one: it means the test left something behind.
 _cleanups=()
 add_cleanup() { _cleanups+=("$*"); }
 

@@ -1,6 +1,8 @@
 # Helpers for snapfs integration tests; sourced after functions.sh.
 
 SNAPFS_BIN=${SNAPFS_BIN:?SNAPFS_BIN must name the snapfs binary}
+# Tests hold files of the mount open on purpose while they run lvs.
+export LVM_SUPPRESS_FD_WARNINGS=1
 
 # A bare devtmpfs (the test VM) lacks the links udev's setup usually makes;
 # bash's <(...) and /dev/stdout need them.

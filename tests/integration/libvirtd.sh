@@ -22,6 +22,16 @@ auth_unix_rw = "none"
 C
 printf 'user = "root"\ngroup = "root"\nsecurity_driver = "none"\n' >"$conf/qemu.conf"
 mount --bind "$conf" /etc/libvirt
+# The qemu driver wants its default user to exist even when qemu.conf names
+# another (libvirt-daemon-system makes it on a real host).
+for f in passwd group; do
+	cp /etc/$f "$conf/$f"
+	mount --bind "$conf/$f" /etc/$f
+done
+getent passwd libvirt-qemu >/dev/null ||
+	echo 'libvirt-qemu:x:64055:64055:libvirt:/var/lib/libvirt:/usr/sbin/nologin' >>/etc/passwd
+getent group libvirt-qemu >/dev/null || echo 'libvirt-qemu:x:64055:' >>/etc/group
+getent group kvm >/dev/null || echo 'kvm:x:64056:' >>/etc/group
 for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
 	mkdir -p "$d"
 	mount -t tmpfs tmpfs "$d"
