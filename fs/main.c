@@ -136,6 +136,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	owner_tag(real, owner, sizeof(owner));
+	if (snapfs_dm_init() < 0)
+		snapfs_warn("cannot open /dev/mapper/control (%m): snapshots cannot be checked, "
+			    "so reads will fail");
 	if (snapfs_source_parse(o.source, &src) < 0)
 		goto out;
 	/* What a crashed run of this mount left behind goes first. */

@@ -23,6 +23,8 @@ struct snapfs_opts *snapfs_fs_opts;
 
 struct handle {
 	struct snapfs_snapset *set; /* NULL for domain.xml */
+	const struct snapfs_snapdisk *disk;
+	bool read_error_logged;
 	int fd;
 	uint64_t start, size;
 	struct timespec stamp;
@@ -87,6 +89,10 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 	case NODE_XML:
 		fill_common(st, false, n.cat->stamp);
 		fill_size(st, strlen(n.guest->xml));
+		break;
+	case NODE_STATUS:
+		/* Its size is known only when read, as in /proc. */
+		fill_common(st, false, snapfs_stamp_next());
 		break;
 	case NODE_DISK:
 	case NODE_PART:
@@ -198,6 +204,7 @@ static int open_image(const struct snapfs_node *n, struct handle *h)
 		goto fail;
 	}
 	h->fd = sd->fd;
+	h->disk = sd;
 	h->stamp = snapfs_snapset_stamp(h->set);
 	h->size = sd->size;
 	if (n->kind == NODE_PART) {
@@ -257,6 +264,13 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	case NODE_PART:
 		rc = open_image(&n, h);
 		break;
+	case NODE_STATUS:
+		h->data = snapfs_snapset_report();
+		h->size = h->data ? strlen(h->data) : 0;
+		h->stamp = snapfs_stamp_next();
+		fi->direct_io = 1;
+		rc = h->data ? 0 : -ENOMEM;
+		break;
 	}
 	if (rc < 0) {
 		free(h->data);
@@ -271,38 +285,52 @@ out:
 	return rc;
 }
 
-/* read_buf: replies straight from the snapshot device at the file's
- * offset; EOF at the file's end. */
-static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/* A failed read of the device: logged once per open file. */
+static void read_error(struct handle *h, uint64_t off, int err)
 {
-	const struct handle *h = (const struct handle *)(uintptr_t)fi->fh;
-	struct fuse_bufvec *bv;
+	if (__atomic_exchange_n(&h->read_error_logged, true, __ATOMIC_RELAXED))
+		return;
+	snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
+		     h->disk->guest, h->disk->file, h->disk->vg, h->disk->snap,
+		     (unsigned long long)off,
+		     err ? strerror(err) : "unexpected end of device");
+}
+
+/* read: from the snapshot device at the file's offset, EOF at the file's
+ * end.  The snapshot's health is checked after the bytes are read, so a
+ * read that raced with a COW overflow fails instead of returning bytes
+ * written after the snapshot. */
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	size_t done = 0;
 
 	if (off < 0)
 		return -EINVAL;
 	if ((uint64_t)off >= h->size)
-		size = 0;
-	else if (size > h->size - (uint64_t)off)
+		return 0;
+	if (size > h->size - (uint64_t)off)
 		size = (size_t)(h->size - (uint64_t)off);
-	bv = malloc(sizeof(*bv));
-	if (!bv)
-		return -ENOMEM;
-	*bv = FUSE_BUFVEC_INIT(size);
 	if (h->data) {
-		bv->buf[0].mem = malloc(size ? size : 1);
-		if (!bv->buf[0].mem) {
-			free(bv);
-			return -ENOMEM;
-		}
-		memcpy(bv->buf[0].mem, h->data + (size ? off : 0), size);
-	} else {
-		bv->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-		bv->buf[0].fd = h->fd;
-		bv->buf[0].pos = (off_t)(h->start + (uint64_t)off);
+		memcpy(buf, h->data + off, size);
+		return (int)size;
 	}
-	*bufp = bv;
-	return 0;
+	while (done < size) {
+		ssize_t n = pread(h->fd, buf + done, size - done,
+				  (off_t)(h->start + (uint64_t)off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			read_error(h, (uint64_t)off + done, n < 0 ? errno : 0);
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	if (snapfs_snapset_check(h->set, h->disk) < 0)
+		return -EIO;
+	return (int)done;
 }
 
 /* release: the last release of a guest's files removes its snapshots. */
@@ -510,7 +538,7 @@ const struct fuse_operations snapfs_ops = {
 	.readdir = op_readdir,
 	.releasedir = op_releasedir,
 	.open = op_open,
-	.read_buf = op_read_buf,
+	.read = op_read,
 	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

@@ -36,7 +36,11 @@ void snapfs_opts_usage(const char *prog);
 
 /* ---- tree.c ------------------------------------------------------------ */
 
-enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART };
+enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART, NODE_STATUS };
+
+/* The status view: in the root, never listed, so rsync -a never copies it;
+ * no guest directory can have this name (a leading '.' is escaped). */
+#define SNAPFS_STATUS_FILE ".snapfs-status"
 
 struct snapfs_node {
 	enum snapfs_node_kind kind;

@@ -4,6 +4,7 @@
  *   /GUEST/domain.xml    NODE_XML (libvirt sources only)
  *   /GUEST/vda.raw       NODE_DISK
  *   /GUEST/vda1.raw      NODE_PART
+ *   /.snapfs-status      NODE_STATUS (not listed)
  */
 #include "config.h"
 
@@ -73,6 +74,10 @@ int snapfs_node_lookup(const char *path, struct snapfs_node *n)
 	path++;
 	if (!*path) {
 		n->kind = NODE_ROOT;
+		return 0;
+	}
+	if (!strcmp(path, SNAPFS_STATUS_FILE)) {
+		n->kind = NODE_STATUS;
 		return 0;
 	}
 	slash = strchr(path, '/');

@@ -200,6 +200,19 @@ int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_p
  * its size in bytes.  Returns the fd or -errno. */
 int snapfs_device_open(const char *path, uint64_t *size);
 
+/* ---- dmstatus.c -------------------------------------------------------- */
+
+struct snapfs_cow {
+	bool valid;          /* false once the kernel invalidated the snapshot */
+	uint64_t used;       /* COW sectors in use (classic snapshots) */
+	uint64_t total;      /* COW sectors in all, 0 for thin snapshots */
+};
+
+/* Open /dev/mapper/control once, at start. */
+int snapfs_dm_init(void);
+/* Status of the device-mapper device dm_name ("vg-lv_snap"): 0 or -errno. */
+int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out);
+
 /* ---- stamp.c ----------------------------------------------------------- */
 
 /* A wall-clock time strictly later than any this process returned before:
@@ -286,9 +299,12 @@ struct snapfs_snapset_config {
 };
 
 struct snapfs_snapdisk {
+	const char *guest;            /* the guest's name, for log lines */
 	char file[SNAPFS_NAME_MAX + 1];
 	char vg[128], origin[128], snap[128];
 	char path[300];               /* /dev/mapper/... of the snapshot */
+	const char *dm_name;          /* path without /dev/mapper/ */
+	unsigned cow_warned;          /* 0, 80 or 95: COW use warned about */
 	int fd;
 	uint64_t size;
 	struct snapfs_partitions parts;   /* read from the snapshot */
@@ -307,6 +323,9 @@ void snapfs_snapset_release(struct snapfs_snapset *s);
 const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s,
 						  const char *file);
 struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s);
+/* After a read of d: 0 while the snapshot is valid, -EIO once the kernel
+ * invalidated it (its COW area filled), logged once per set. */
+int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d);
 /* Copy what stat and getxattr show of a held set without creating one:
  * 0, or -ENOENT when the guest holds no set. */
 struct snapfs_held {
@@ -321,6 +340,9 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
  * 0, or -ENOENT when the guest holds no set. */
 int snapfs_snapset_held_parts(const char *dir, const char *file,
 			      struct snapfs_partitions *out);
+/* The status view: one block per held set (guest, disks, snapshot LVs,
+ * age, COW use, open files, consistency).  Caller frees. */
+char *snapfs_snapset_report(void);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
 

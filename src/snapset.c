@@ -25,8 +25,10 @@ struct snapfs_snapset {
 	enum set_state state;
 	struct timespec stamp;       /* the snapshots' instant */
 	struct timespec idle_since;  /* CLOCK_MONOTONIC, when refs fell to 0 */
+	struct timespec created;     /* CLOCK_MONOTONIC, for the status view */
 	struct snapfs_snapdisk *disk;
 	size_t n;
+	bool invalid_logged;         /* under sets_lock */
 	struct snapfs_snapset *next;
 };
 
@@ -143,6 +145,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 	s->n = g->ndisks;
 	for (size_t i = 0; i < s->n; i++) {
 		s->disk[i].fd = -1;
+		s->disk[i].guest = s->name;
 		snprintf(s->disk[i].file, sizeof(s->disk[i].file), "%s", g->disk[i].file);
 		snprintf(s->disk[i].vg, sizeof(s->disk[i].vg), "%s", g->disk[i].lv.vg);
 		snprintf(s->disk[i].origin, sizeof(s->disk[i].origin), "%s", g->disk[i].lv.lv);
@@ -169,6 +172,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		int fd;
 
 		snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
+		d->dm_name = d->path + strlen("/dev/mapper/");
 		fd = snapfs_device_open(d->path, &d->size);
 		if (fd < 0) {
 			rc = fd;
@@ -262,6 +266,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 		return rc;
 	}
 	s->state = SET_READY;
+	clock_gettime(CLOCK_MONOTONIC, &s->created);
 	pthread_cond_broadcast(&sets_cond);
 	pthread_mutex_unlock(&sets_lock);
 
@@ -307,6 +312,30 @@ const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s
 struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
 {
 	return s->stamp;
+}
+
+int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
+{
+	struct snapfs_cow cow;
+	int rc = snapfs_dm_status(d->dm_name, &cow);
+	bool first;
+
+	if (rc == 0 && cow.valid)
+		return 0;
+	pthread_mutex_lock(&sets_lock);
+	first = !s->invalid_logged;
+	s->invalid_logged = true;
+	pthread_mutex_unlock(&sets_lock);
+	if (first && rc == 0)
+		snapfs_error("guest %s disk %s: snapshot %s/%s is invalid (its COW area filled "
+			     "up); every read of this set fails with EIO until it is released. "
+			     "Raise -o cow_size= (now %s) or let LVM extend snapshots "
+			     "(snapshot_autoextend_threshold)",
+			     s->name, d->file, d->vg, d->snap, config.cow_size);
+	else if (first)
+		snapfs_error("guest %s disk %s: cannot check snapshot %s/%s: %s; failing reads",
+			     s->name, d->file, d->vg, d->snap, strerror(-rc));
+	return -EIO;
 }
 
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
@@ -367,6 +396,83 @@ size_t snapfs_snapset_count(void)
 	return n;
 }
 
+/* COW use of a classic snapshot in percent, or -1 (thin, or unknown). */
+static int cow_percent(const struct snapfs_snapdisk *d, bool *valid)
+{
+	struct snapfs_cow cow;
+
+	*valid = true;
+	if (snapfs_dm_status(d->dm_name, &cow) < 0)
+		return -1;
+	*valid = cow.valid;
+	if (!cow.valid)
+		return 100;
+	return cow.total ? (int)(cow.used * 100 / cow.total) : -1;
+}
+
+/* Warn when a held snapshot's COW area passes 80% and again at 95%. */
+static void watch_cow(void)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		if (s->state != SET_READY)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			struct snapfs_snapdisk *d = &s->disk[i];
+			bool valid;
+			int pct = cow_percent(d, &valid);
+			unsigned level = pct >= 95 ? 95 : pct >= 80 ? 80 : 0;
+
+			if (!valid || level <= d->cow_warned)
+				continue;
+			d->cow_warned = level;
+			snapfs_warn("guest %s disk %s: snapshot %s/%s COW area %d%% full; at 100%% "
+				    "its reads fail (raise -o cow_size=, now %s)",
+				    s->name, d->file, d->vg, d->snap, pct, config.cow_size);
+		}
+	}
+}
+
+char *snapfs_snapset_report(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&sets_lock);
+	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		char when[64];
+
+		if (s->state != SET_READY)
+			continue;
+		snapfs_stamp_format(s->stamp, when, sizeof(when));
+		fprintf(f, "guest: %s\n  taken: %s\n  age: %.0fs\n  open files: %u\n"
+			   "  consistency: crash\n",
+			s->name, when, elapsed(&s->created), s->refs);
+		for (size_t i = 0; i < s->n; i++) {
+			const struct snapfs_snapdisk *d = &s->disk[i];
+			bool valid;
+			int pct = cow_percent(d, &valid);
+
+			fprintf(f, "  disk: %s origin=%s/%s snapshot=%s/%s", d->file, d->vg,
+				d->origin, d->vg, d->snap);
+			if (!valid)
+				fprintf(f, " cow=invalid\n");
+			else if (pct >= 0)
+				fprintf(f, " cow=%d%%\n", pct);
+			else
+				fprintf(f, " cow=thin\n");
+		}
+	}
+	pthread_mutex_unlock(&sets_lock);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 /* Removes sets idle past the linger time, and retries failed removals. */
 static void *reaper_main(void *arg)
 {
@@ -403,7 +509,8 @@ static void *reaper_main(void *arg)
 				goto wait;
 			continue;
 		}
-wait:;
+wait:
+		watch_cow();
 		struct timespec until;
 
 		clock_gettime(CLOCK_REALTIME, &until);
