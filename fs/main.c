@@ -61,6 +61,9 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.cow_size = o->cow_size,
 		.owner = owner,
 		.linger = o->linger,
+		.freeze = o->freeze,
+		.freeze_timeout = o->freeze_timeout,
+		.uri = o->source,
 	};
 	struct fuse *fuse;
 	int rc = 1;
@@ -141,6 +144,11 @@ int main(int argc, char **argv)
 			    "so reads will fail");
 	if (snapfs_source_parse(o.source, &src) < 0)
 		goto out;
+	if (src.type == SNAPFS_SRC_LVM && o.freeze == SNAPFS_FREEZE_REQUIRE) {
+		snapfs_error("freeze=require needs a libvirt source: LVM volumes alone have "
+			     "no guest agent to freeze");
+		goto out_source;
+	}
 	/* What a crashed run of this mount left behind goes first. */
 	n = snapfs_lvm_sweep(owner);
 	if (n > 0)

@@ -395,6 +395,8 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 			snapfs_stamp_format(held.stamp, when, sizeof(when));
 			xattr_add(x, "user.snapfs.snapshot", "%s", held.snap);
 			xattr_add(x, "user.snapfs.time", "%s", when);
+			xattr_add(x, "user.snapfs.consistency", "%s",
+				  held.frozen ? "frozen" : "crash");
 		}
 	}
 	snapfs_node_put(&n);

@@ -13,7 +13,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_SINGLE, KEY_CLEANUP
 
 struct parse_state {
 	struct snapfs_opts *o;
-	char *linger, *cache, *lvm_timeout, *debug_areas;
+	char *linger, *cache, *lvm_timeout, *debug_areas, *freeze, *freeze_timeout;
 	char *positional[3];
 	int npositional;
 };
@@ -24,6 +24,8 @@ static const struct fuse_opt spec[] = {
 	OPT("cache=%s", cache),
 	OPT("lvm_timeout=%s", lvm_timeout),
 	OPT("debug_areas=%s", debug_areas),
+	OPT("freeze=%s", freeze),
+	OPT("freeze_timeout=%s", freeze_timeout),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -156,6 +158,26 @@ static int finish(struct parse_state *st)
 		}
 		o->lvm_timeout = (unsigned)v;
 	}
+	if (st->freeze) {
+		if (!strcmp(st->freeze, "auto")) {
+			o->freeze = SNAPFS_FREEZE_AUTO;
+		} else if (!strcmp(st->freeze, "require")) {
+			o->freeze = SNAPFS_FREEZE_REQUIRE;
+		} else if (!strcmp(st->freeze, "off")) {
+			o->freeze = SNAPFS_FREEZE_OFF;
+		} else {
+			fprintf(stderr, "snapfs: freeze=%s: expected auto, require or off\n",
+				st->freeze);
+			return -EINVAL;
+		}
+	}
+	if (st->freeze_timeout) {
+		if (parse_seconds("freeze_timeout", st->freeze_timeout, 3600, &v) < 0 || v < 1) {
+			fprintf(stderr, "snapfs: freeze_timeout must be at least 1 second\n");
+			return -EINVAL;
+		}
+		o->freeze_timeout = (unsigned)v;
+	}
 	unsigned areas = 0;
 
 	if (st->debug_areas && snapfs_log_parse_areas(st->debug_areas, &areas) < 0) {
@@ -200,6 +222,8 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 	memset(o, 0, sizeof(*o));
 	o->cache = 2;
 	o->lvm_timeout = 120;
+	o->freeze = SNAPFS_FREEZE_AUTO;
+	o->freeze_timeout = 10;
 	*rest = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
 	if (fuse_opt_parse(&args, o, spec_direct, NULL) < 0 ||
 	    fuse_opt_parse(&args, &st, spec, on_arg) < 0) {
@@ -215,6 +239,8 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 	free(st.cache);
 	free(st.lvm_timeout);
 	free(st.debug_areas);
+	free(st.freeze);
+	free(st.freeze_timeout);
 	if (rc < 0) {
 		fuse_opt_free_args(&args);
 		return rc;
@@ -255,6 +281,10 @@ void snapfs_opts_usage(const char *prog)
 	       "    -o gid=GROUP           group owning the tree (name or number)\n"
 	       "    -o cache=SECONDS       how long a guest listing is reused (default 2)\n"
 	       "    -o lvm_timeout=SECONDS bound on each lvm command (default 120)\n"
+	       "    -o freeze=MODE         freeze a running guest's filesystems (guest agent)\n"
+	       "                           while its snapshots are made: auto (default; if\n"
+	       "                           the agent fails, crash-consistent), require, off\n"
+	       "    -o freeze_timeout=SECONDS  how long the agent may take (default 10)\n"
 	       "    -o debug_areas=AREAS   debug lines for lvm:guests:snapshot:partitions:fuse\n"
 	       "                           or all (also SNAPFS_DEBUG=AREAS)\n"
 	       "    -o allow_other         let other users in (with default_permissions)\n"

@@ -17,6 +17,8 @@ struct snapfs_opts {
 	unsigned linger;       /* -o linger=SECONDS */
 	double cache;          /* -o cache=SECONDS, guest discovery cache */
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */
+	enum snapfs_freeze_mode freeze; /* -o freeze=auto|require|off */
+	unsigned freeze_timeout; /* -o freeze_timeout=SECONDS */
 	char *gid_text;        /* -o gid=GROUP */
 	gid_t gid;
 	unsigned debug_mask;   /* -o debug_areas=, -d */

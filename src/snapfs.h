@@ -290,12 +290,28 @@ int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs
 int snapfs_source_lvm_list(char *const *vgs, const struct snapfs_lv_list *lvs,
 			   struct snapfs_guest **out, size_t *n);
 
+/* Freezing a guest's filesystems through its agent (source-libvirt.c).
+ * prepare connects and looks the guest up before anything is frozen:
+ * 0 with *out set, 1 when the guest is not running (no freeze needed), or
+ * -errno.  freeze and thaw: 0 or -EIO with libvirt's words in *why. */
+struct snapfs_freeze;
+int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
+			  unsigned timeout, struct snapfs_freeze **out);
+int snapfs_freeze(struct snapfs_freeze *f, char **why);
+int snapfs_thaw(struct snapfs_freeze *f, char **why);
+void snapfs_freeze_close(struct snapfs_freeze *f);
+
 /* ---- snapset.c: point-in-time snapshot sets ----------------------------- */
+
+enum snapfs_freeze_mode { SNAPFS_FREEZE_OFF, SNAPFS_FREEZE_AUTO, SNAPFS_FREEZE_REQUIRE };
 
 struct snapfs_snapset_config {
 	const char *cow_size;   /* lvcreate --size/--extents, "20%ORIGIN" */
 	const char *owner;      /* owner tag of this mount */
 	unsigned linger;        /* seconds to keep an unused set */
+	enum snapfs_freeze_mode freeze;
+	unsigned freeze_timeout; /* seconds for the guest agent to answer */
+	const char *uri;        /* libvirt URI for freezing, NULL: default */
 };
 
 struct snapfs_snapdisk {
@@ -332,6 +348,7 @@ struct snapfs_held {
 	struct timespec stamp;
 	uint64_t size;                /* of the disk or partition */
 	char snap[260];               /* VG/LV of the snapshot */
+	bool frozen;                  /* taken with the guest's filesystems frozen */
 };
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 			struct snapfs_held *out);

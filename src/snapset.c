@@ -29,6 +29,7 @@ struct snapfs_snapset {
 	struct snapfs_snapdisk *disk;
 	size_t n;
 	bool invalid_logged;         /* under sets_lock */
+	bool frozen;                 /* taken with the guest frozen */
 	struct snapfs_snapset *next;
 };
 
@@ -133,9 +134,65 @@ static void make_snap_name(const char *origin, char *out, size_t outlen)
 		 (unsigned long)time(NULL), seq);
 }
 
-/* Snapshot every disk, then open the snapshots.  All or nothing. */
+/* Freeze a running libvirt guest per the freeze mode: 0 with *fz set (or
+ * NULL when no freeze is needed or possible under auto), or -EIO under
+ * require.  Everything is looked up before anything is frozen. */
+static int freeze_guest(struct snapfs_snapset *s, const struct snapfs_guest *g,
+			struct snapfs_freeze **fz)
+{
+	CLEANUP_FREE char *why = NULL;
+	int rc;
+
+	*fz = NULL;
+	if (config.freeze == SNAPFS_FREEZE_OFF || !g->xml || !g->running)
+		return 0;
+	rc = snapfs_freeze_prepare(config.uri, g->name, g->key, config.freeze_timeout, fz);
+	if (rc == 1)
+		return 0;
+	if (rc == 0) {
+		rc = snapfs_freeze(*fz, &why);
+		if (rc == 0) {
+			s->frozen = true;
+			return 0;
+		}
+	}
+	if (config.freeze == SNAPFS_FREEZE_REQUIRE) {
+		snapfs_error("guest %s: freezing its filesystems failed (%s); freeze=require, "
+			     "so no snapshot is taken",
+			     g->name, why ? why : "guest unreachable");
+		return -EIO;
+	}
+	snapfs_warn("guest %s: freezing its filesystems failed (%s); taking a "
+		    "crash-consistent snapshot",
+		    g->name, why ? why : "guest unreachable");
+	return 0;
+}
+
+/* Thaw is always attempted once a freeze was: a freeze that timed out may
+ * have frozen the guest all the same. */
+static void thaw_guest(const struct snapfs_guest *g, struct snapfs_freeze *fz,
+		       const struct timespec *frozen_at)
+{
+	CLEANUP_FREE char *why = NULL;
+
+	if (!fz)
+		return;
+	if (snapfs_thaw(fz, &why) < 0)
+		snapfs_error("guest %s: THAW FAILED: %s; its filesystems may still be frozen "
+			     "(virsh domfsthaw %s)",
+			     g->name, why ? why : "?", g->name);
+	else
+		snapfs_info("guest %s: filesystems thawed after %.2fs", g->name,
+			    elapsed(frozen_at));
+	snapfs_freeze_close(fz);
+}
+
+/* Snapshot every disk (the guest frozen only for the lvcreate calls), then
+ * open the snapshots.  All or nothing. */
 static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
+	struct snapfs_freeze *fz = NULL;
+	struct timespec frozen_at;
 	size_t made;
 	int rc = 0;
 
@@ -149,24 +206,31 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		snprintf(s->disk[i].file, sizeof(s->disk[i].file), "%s", g->disk[i].file);
 		snprintf(s->disk[i].vg, sizeof(s->disk[i].vg), "%s", g->disk[i].lv.vg);
 		snprintf(s->disk[i].origin, sizeof(s->disk[i].origin), "%s", g->disk[i].lv.lv);
+		make_snap_name(s->disk[i].origin, s->disk[i].path, sizeof(s->disk[i].path));
 	}
+	rc = freeze_guest(s, g, &fz);
+	if (rc < 0)
+		return rc;
+	clock_gettime(CLOCK_MONOTONIC, &frozen_at);
 	s->stamp = snapfs_stamp_next();
 	for (made = 0; made < s->n; made++) {
 		struct snapfs_snapdisk *d = &s->disk[made];
 		CLEANUP_FREE char *why = NULL;
-		char name[128];
 
-		make_snap_name(d->origin, name, sizeof(name));
-		rc = snapfs_lvm_snapshot_create(&g->disk[made].lv, name, config.cow_size,
+		/* d->path holds the name until the device is opened. */
+		rc = snapfs_lvm_snapshot_create(&g->disk[made].lv, d->path, config.cow_size,
 						config.owner, &why);
 		if (rc < 0) {
 			snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->name,
 				     g->disk[made].target, d->vg, d->origin,
 				     why ? why : strerror(-rc));
-			goto undo;
+			break;
 		}
-		snprintf(d->snap, sizeof(d->snap), "%s", name);
+		snprintf(d->snap, sizeof(d->snap), "%.127s", d->path);
 	}
+	thaw_guest(g, fz, &frozen_at);
+	if (rc < 0)
+		goto undo;
 	for (size_t i = 0; i < s->n; i++) {
 		struct snapfs_snapdisk *d = &s->disk[i];
 		int fd;
@@ -187,7 +251,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 	}
 	return 0;
 undo:
-	remove_disks(s, made);
+	remove_disks(s, s->n);
 	return rc;
 }
 
@@ -351,6 +415,7 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 
 	if (d) {
 		out->stamp = s->stamp;
+		out->frozen = s->frozen;
 		out->size = d->size;
 		snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
 		rc = 0;
@@ -448,8 +513,9 @@ char *snapfs_snapset_report(void)
 			continue;
 		snapfs_stamp_format(s->stamp, when, sizeof(when));
 		fprintf(f, "guest: %s\n  taken: %s\n  age: %.0fs\n  open files: %u\n"
-			   "  consistency: crash\n",
-			s->name, when, elapsed(&s->created), s->refs);
+			   "  consistency: %s\n",
+			s->name, when, elapsed(&s->created), s->refs,
+			s->frozen ? "frozen" : "crash");
 		for (size_t i = 0; i < s->n; i++) {
 			const struct snapfs_snapdisk *d = &s->disk[i];
 			bool valid;

@@ -105,10 +105,13 @@ fill_random() {
 # virt_domain NAME DISKS_XML: a domain of a libvirt test-driver node XML,
 # on stdout.  The test driver runs every domain of its node file.
 virt_domain() {
-	local name=$1 disks=$2
+	local name=$1 disks=$2 uuid
+	# A UUID of its own, stable across connections, as real hosts have.
+	uuid=$(printf '%s' "$name" | md5sum | sed 's/^\(.\{8\}\)\(.\{4\}\)\(.\{4\}\)\(.\{4\}\)\(.\{12\}\).*/\1-\2-\3-\4-\5/')
 	cat <<XML
   <domain type='test'>
     <name>$name</name>
+    <uuid>$uuid</uuid>
     <memory>65536</memory>
     <os><type>hvm</type></os>
     <devices>
@@ -161,4 +164,45 @@ one_guest_xml() {
 		echo "</node>"
 	} >"$file"
 	add_cleanup "rm -f '$file'"
+}
+
+# in_private_namespace "$@": re-run the calling test in a private mount
+# namespace (once), so that what it mounts over the host's files stays there.
+in_private_namespace() {
+	if [ -z "${SNAPFS_IN_NS:-}" ]; then
+		SNAPFS_IN_NS=1 exec unshare --mount --propagation private -- bash "$0" "$@"
+	fi
+}
+
+# start_private_libvirtd: a libvirtd with the qemu driver whose state and
+# configuration live on tmpfs in this (private) mount namespace.
+start_private_libvirtd() {
+	[ -n "${SNAPFS_IN_NS:-}" ] || fail "start_private_libvirtd outside a private namespace"
+	local conf f d
+	conf=$(mktemp -d)
+	cp -a /etc/libvirt/. "$conf/" 2>/dev/null || true
+	printf '%s\n' 'unix_sock_group = "root"' 'unix_sock_ro_perms = "0777"' \
+		'auth_unix_ro = "none"' 'auth_unix_rw = "none"' >"$conf/libvirtd.conf"
+	# Guests run without the helpers a full host has (virtlogd, cgroups).
+	printf '%s\n' 'user = "root"' 'group = "root"' 'security_driver = "none"' \
+		'stdio_handler = "file"' 'namespaces = [ ]' 'cgroup_controllers = [ ]' \
+		'remember_owner = 0' >"$conf/qemu.conf"
+	mount --bind "$conf" /etc/libvirt
+	# The qemu driver wants its default user to exist even when qemu.conf names
+	# another (libvirt-daemon-system makes it on a real host).
+	for f in passwd group; do
+		cp /etc/$f "$conf/$f"
+		mount --bind "$conf/$f" /etc/$f
+	done
+	getent passwd libvirt-qemu >/dev/null ||
+		echo 'libvirt-qemu:x:64055:64055:libvirt:/var/lib/libvirt:/usr/sbin/nologin' >>/etc/passwd
+	getent group libvirt-qemu >/dev/null || echo 'libvirt-qemu:x:64055:' >>/etc/group
+	getent group kvm >/dev/null || echo 'kvm:x:64056:' >>/etc/group
+	for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
+		mkdir -p "$d"
+		mount -t tmpfs tmpfs "$d"
+	done
+	libvirtd --daemon --pid-file=/run/libvirt/test-libvirtd.pid
+	add_cleanup 'kill "$(cat /run/libvirt/test-libvirtd.pid)" 2>/dev/null || true'
+	wait_for -t 60 virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd did not start"
 }

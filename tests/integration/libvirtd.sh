@@ -5,40 +5,10 @@
 # namespace with its own configuration, so the host's is never touched.
 . "$(dirname -- "$0")/../functions.sh" || exit 99
 requires libvirtd virsh unshare qemu-system-x86_64 lvcreate sfdisk fusermount3
-
-if [ -z "${SNAPFS_IN_NS:-}" ]; then
-	SNAPFS_IN_NS=1 exec unshare --mount --propagation private -- bash "$0" "$@"
-fi
 . "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
+in_private_namespace "$@"
 
-# libvirtd's state and configuration on tmpfs, for this namespace only.
-conf=$(mktemp -d)
-cp -a /etc/libvirt/. "$conf/" 2>/dev/null || true
-cat >"$conf/libvirtd.conf" <<'C'
-unix_sock_group = "root"
-unix_sock_ro_perms = "0777"
-auth_unix_ro = "none"
-auth_unix_rw = "none"
-C
-printf 'user = "root"\ngroup = "root"\nsecurity_driver = "none"\n' >"$conf/qemu.conf"
-mount --bind "$conf" /etc/libvirt
-# The qemu driver wants its default user to exist even when qemu.conf names
-# another (libvirt-daemon-system makes it on a real host).
-for f in passwd group; do
-	cp /etc/$f "$conf/$f"
-	mount --bind "$conf/$f" /etc/$f
-done
-getent passwd libvirt-qemu >/dev/null ||
-	echo 'libvirt-qemu:x:64055:64055:libvirt:/var/lib/libvirt:/usr/sbin/nologin' >>/etc/passwd
-getent group libvirt-qemu >/dev/null || echo 'libvirt-qemu:x:64055:' >>/etc/group
-getent group kvm >/dev/null || echo 'kvm:x:64056:' >>/etc/group
-for d in /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; do
-	mkdir -p "$d"
-	mount -t tmpfs tmpfs "$d"
-done
-libvirtd --daemon --pid-file=/run/libvirt/test-libvirtd.pid
-add_cleanup 'kill "$(cat /run/libvirt/test-libvirtd.pid)" 2>/dev/null || true'
-wait_for -t 60 virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd did not start"
+start_private_libvirtd
 
 vg=snapfs_libvirtd
 setup_vg $vg 128

@@ -538,7 +538,7 @@ static bool started; /* snapset initialised and not shut down */
 
 static void start(unsigned linger)
 {
-	static const struct snapfs_snapset_config cfg0 = { COW_SIZE, OWNER, 0 };
+	static const struct snapfs_snapset_config cfg0 = { .cow_size = COW_SIZE, .owner = OWNER };
 	struct snapfs_snapset_config cfg = cfg0;
 
 	fake_reset();
