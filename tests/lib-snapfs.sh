@@ -206,3 +206,12 @@ start_private_libvirtd() {
 	add_cleanup 'kill "$(cat /run/libvirt/test-libvirtd.pid)" 2>/dev/null || true'
 	wait_for -t 60 virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd did not start"
 }
+
+# snapfs_kill9 MOUNTPOINT: kill snapfs as a crash would (no cleanup of its
+# own), then detach its dead mount.
+snapfs_kill9() {
+	kill -KILL "$SNAPFS_PID"
+	wait_for -t 60 test -e "$SNAPFS_LOG.rc" || fail "snapfs survived kill -9"
+	rm -f "$SNAPFS_LOG.pid"
+	fusermount3 -u -z "$1" 2>/dev/null || umount -l "$1"
+}

@@ -225,7 +225,7 @@ mount_unit_ok() {
 			'After=network.target local-fs.target remote-fs.target' \
 			'[Service]' 'ExecStart=/bin/true' >"$dir/libvirtd.service"
 	fi
-	out=$(SYSTEMD_LOG_LEVEL=debug systemd-analyze verify "$unit" 2>&1) ||
+	out=$(SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no "$unit" 2>&1) ||
 		fail "systemd-analyze verify $unit: $(grep -v '^[[:space:]]' <<<"$out" | tail -n 20)"
 	bad=$(grep -E 'ordering cycle|Unknown (key|section)|bad unit file|Refusing' <<<"$out") &&
 		fail "systemd-analyze verify $unit: $bad"
