@@ -2,21 +2,26 @@
  * whose every byte comes from the fuzzer, as every byte of a guest disk
  * comes from the guest.
  *
- * An input is a small header and the bytes of the disk's two ends, so that
- * a seed holds a GPT's primary and backup headers without the zeros in
- * between, and a disk can be terabytes long (it is a sparse memfd):
+ * An input describes a sparse disk (a memfd, so it can be terabytes long):
+ * a header, then chunks of bytes, each placed from the start or from the
+ * end of the disk.  A GPT's backup header stays at the end whatever disk
+ * size the fuzzer picks, and a seed holds the sectors in use, not the zeros
+ * between them.
  *
- *	byte 0      bits 0-2: sector size 512 << n; bits 3-5: extra 512-byte
- *	            units after the last whole sector (disk sizes that are not
- *	            a multiple of the sector size)
- *	bytes 1-4   disk size in sectors, little-endian; 0: just big enough
- *	bytes 5-6   T, little-endian: the last T bytes of the data go at the
- *	            end of the disk, the rest at its start
- *	bytes 7-    the data
+ *	byte 0      bits 0-2: sector size, 512 << n; bits 3-5: that many more
+ *	            512-byte units after the last whole sector
+ *	bytes 1-4   the disk size in sectors; 0 (or too small for the chunks
+ *	            placed from the start): just big enough for them
+ *	then chunks, to the end of the input:
+ *	bytes 0-3   where, in 512-byte units: from the start of the disk, or
+ *	            with bit 31 set, back from its end
+ *	bytes 4-5   length in bytes (cut to what the input has left)
+ *	bytes 6-    the bytes (cut where the disk ends; later chunks win)
  *
- * fuzz_pack() (tests/fuzz/replay-main.c --pack) makes an input of a disk
- * image.  Built with libFuzzer (tests/fuzz/run-fuzz.sh) or with the plain
- * driver in replay-main.c, which replays the corpus under make check.
+ * Numbers are little-endian.  replay-partitions --pack (fuzz_pack()) makes
+ * an input of a disk image.  Built with libFuzzer by tests/fuzz/run-fuzz.sh,
+ * or with the plain driver replay-main.c, which replays the corpus under
+ * make check.
  */
 #include "config.h"
 
@@ -32,7 +37,10 @@
 #include "fuzz-partitions.h"
 #include "snapfs.h"
 
-#define SECTOR_UNIT 512u
+#define UNIT 512u
+#define FROM_END 0x80000000u
+#define CHUNK_HEADER 6
+#define CHUNK_MAX 0xffffu
 
 static uint32_t get_le32(const uint8_t *p)
 {
@@ -45,78 +53,225 @@ static void put_le32(uint8_t *p, uint32_t v)
 		p[i] = v >> (8 * i);
 }
 
+/* ---- inputs ---------------------------------------------------------------- */
+
+struct chunk {
+	uint32_t where;
+	const uint8_t *bytes;
+	size_t len;
+};
+
+/* The next chunk of an input at *pos; false at its end. */
+static bool next_chunk(const struct fuzz_disk *disk, size_t *pos, struct chunk *c)
+{
+	const uint8_t *p = disk->chunks + *pos;
+	size_t left = disk->chunks_len - *pos;
+
+	if (left < CHUNK_HEADER)
+		return false;
+	c->where = get_le32(p);
+	c->len = p[4] | p[5] << 8;
+	c->bytes = p + CHUNK_HEADER;
+	if (c->len > left - CHUNK_HEADER)
+		c->len = left - CHUNK_HEADER;
+	*pos += CHUNK_HEADER + c->len;
+	return true;
+}
+
+/* Where a chunk lands on the disk, cut to it; false if it lands outside. */
+static bool place(const struct fuzz_disk *disk, const struct chunk *c, uint64_t *off,
+		  size_t *len)
+{
+	uint64_t units = (uint64_t)(c->where & ~FROM_END) * UNIT;
+
+	if (c->where & FROM_END) {
+		if (units > disk->size)
+			return false;
+		*off = disk->size - units;
+	} else {
+		*off = units;
+	}
+	if (*off >= disk->size)
+		return false;
+	*len = c->len < disk->size - *off ? c->len : (size_t)(disk->size - *off);
+	return true;
+}
+
 int fuzz_decode(const uint8_t *in, size_t len, struct fuzz_disk *disk)
 {
-	uint64_t sectors, need;
+	uint64_t need = 0;
 	unsigned extra;
+	struct chunk c;
+	size_t pos = 0;
 
 	if (len < FUZZ_HEADER_SIZE)
 		return -EINVAL;
-	disk->sector_size = SECTOR_UNIT << (in[0] & 7);
-	extra = (in[0] >> 3 & 7) * SECTOR_UNIT;
-	sectors = get_le32(in + 1);
-	disk->data = in + FUZZ_HEADER_SIZE;
-	disk->data_len = len - FUZZ_HEADER_SIZE;
-	disk->tail_len = in[5] | in[6] << 8;
-	if (disk->tail_len > disk->data_len)
-		disk->tail_len = disk->data_len;
-	disk->size = sectors * disk->sector_size + extra;
-	/* Too small for the data: as big as it needs, in whole sectors. */
-	need = (disk->data_len + disk->sector_size - 1) / disk->sector_size * disk->sector_size;
-	if (disk->size < need)
-		disk->size = need + extra;
+	disk->sector_size = UNIT << (in[0] & 7);
+	extra = (in[0] >> 3 & 7) * UNIT;
+	disk->size = (uint64_t)get_le32(in + 1) * disk->sector_size + extra;
+	disk->chunks = in + FUZZ_HEADER_SIZE;
+	disk->chunks_len = len - FUZZ_HEADER_SIZE;
+	while (next_chunk(disk, &pos, &c)) {
+		uint64_t end = (uint64_t)c.where * UNIT + c.len;
+
+		if (!(c.where & FROM_END) && end > need)
+			need = end;
+	}
+	if (disk->size < need) /* whole sectors, then the extra units */
+		disk->size = (need + disk->sector_size - 1) / disk->sector_size *
+				     disk->sector_size + extra;
 	return 0;
 }
 
-int fuzz_pack(const uint8_t *image, uint64_t size, unsigned sector_size, uint8_t **out,
-	      size_t *out_len)
-{
-	uint64_t half = size / 2, head = 0, tail = size;
-	unsigned shift = 0;
-	uint8_t *p;
+/* ---- packing a disk image into an input ----------------------------------------- */
 
-	while ((SECTOR_UNIT << shift) != sector_size)
+struct packer {
+	int fd;
+	uint64_t size;
+	uint8_t *out;
+	size_t len, cap;
+};
+
+static int emit(struct packer *pk, uint64_t off, const uint8_t *bytes, size_t len)
+{
+	bool from_end = off >= pk->size / 2;
+	uint64_t units = from_end ? (pk->size - off) / UNIT : off / UNIT;
+
+	if (off % UNIT || units >= FROM_END || len > CHUNK_MAX)
+		return -E2BIG;
+	if (pk->len + CHUNK_HEADER + len > pk->cap) {
+		size_t cap = (pk->len + CHUNK_HEADER + len) * 2;
+		uint8_t *p = realloc(pk->out, cap);
+
+		if (!p)
+			return -ENOMEM;
+		pk->out = p;
+		pk->cap = cap;
+	}
+	put_le32(pk->out + pk->len, (uint32_t)units | (from_end ? FROM_END : 0));
+	pk->out[pk->len + 4] = len & 0xff;
+	pk->out[pk->len + 5] = len >> 8;
+	memcpy(pk->out + pk->len + CHUNK_HEADER, bytes, len);
+	pk->len += CHUNK_HEADER + len;
+	return 0;
+}
+
+static bool zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Chunks for [off, off + len) of the image, read into buf: one per run of
+ * sectors in use (at most CHUNK_MAX bytes), without its trailing zeros; from
+ * the end of the disk when it starts in its second half. */
+static int emit_sectors(struct packer *pk, uint64_t off, const uint8_t *buf, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t start, end;
+		int r;
+
+		while (i < len && zero(buf + i, UNIT < len - i ? UNIT : len - i))
+			i += UNIT;
+		if (i >= len)
+			break;
+		start = end = i;
+		while (end < len && end - start < CHUNK_MAX / UNIT * UNIT &&
+		       !zero(buf + end, UNIT < len - end ? UNIT : len - end))
+			end += UNIT;
+		if (end > len)
+			end = len;
+		i = end;
+		while (end > start && !buf[end - 1])
+			end--;
+		r = emit(pk, off + start, buf + start, end - start);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int fuzz_pack(int fd, uint64_t size, unsigned sector_size, uint8_t **out, size_t *out_len)
+{
+	static uint8_t buf[1 << 20];
+	struct packer pk = { .fd = fd, .size = size };
+	unsigned shift = 0;
+	int r = 0;
+
+	*out = NULL;
+	while ((UNIT << shift) != sector_size)
 		if (++shift > 7)
 			return -EINVAL;
-	if (size % SECTOR_UNIT || size / sector_size > UINT32_MAX)
+	if (size % UNIT || size / sector_size > UINT32_MAX || size % sector_size / UNIT > 7)
 		return -EINVAL;
-	for (uint64_t i = 0; i < half; i++)
-		if (image[i])
-			head = i + 1;
-	for (uint64_t i = size; i > half; i--)
-		if (image[i - 1])
-			tail = i - 1;
-	if (size - tail > UINT16_MAX)
-		return -E2BIG;
-	*out_len = FUZZ_HEADER_SIZE + head + (size - tail);
-	p = *out = malloc(*out_len);
-	if (!p)
+	pk.cap = 4096;
+	pk.out = malloc(pk.cap);
+	if (!pk.out)
 		return -ENOMEM;
-	p[0] = shift | (size % sector_size / SECTOR_UNIT) << 3;
-	put_le32(p + 1, size / sector_size);
-	p[5] = (size - tail) & 0xff;
-	p[6] = (size - tail) >> 8;
-	memcpy(p + FUZZ_HEADER_SIZE, image, head);
-	memcpy(p + FUZZ_HEADER_SIZE + head, image + tail, size - tail);
+	pk.out[0] = shift | (size % sector_size / UNIT) << 3;
+	put_le32(pk.out + 1, size / sector_size);
+	pk.len = FUZZ_HEADER_SIZE;
+	/* Only the data, not the holes, of a sparse image is read. */
+	for (uint64_t pos = 0; !r && pos < size;) {
+		off_t data = lseek(fd, (off_t)pos, SEEK_DATA), hole;
+		ssize_t n;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0)
+			data = (off_t)pos; /* no SEEK_DATA: all of it is data */
+		data -= data % UNIT;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || (uint64_t)hole > size)
+			hole = (off_t)size;
+		if (hole - data > (off_t)sizeof(buf))
+			hole = data + (off_t)sizeof(buf);
+		n = pread(fd, buf, (size_t)(hole - data), data);
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		r = emit_sectors(&pk, (uint64_t)data, buf, (size_t)n);
+		pos = (uint64_t)data + (uint64_t)n;
+	}
+	if (r) {
+		free(pk.out);
+		return r;
+	}
+	*out = pk.out;
+	*out_len = pk.len;
 	return 0;
 }
+
+/* ---- the target ---------------------------------------------------------------- */
 
 /* The disk: one memfd for the whole run, emptied and refilled per input. */
 static int disk_fd(const struct fuzz_disk *disk)
 {
 	static int fd = -1;
-	size_t head = disk->data_len - disk->tail_len;
+	struct chunk c;
+	size_t pos = 0;
 
 	if (fd < 0)
 		fd = memfd_create("fuzz-disk", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)disk->size) < 0 ||
-	    pwrite(fd, disk->data, head, 0) != (ssize_t)head ||
-	    pwrite(fd, disk->data + head, disk->tail_len,
-		   (off_t)(disk->size - disk->tail_len)) != (ssize_t)disk->tail_len) {
-		perror("fuzz-partitions: memfd");
-		abort();
+	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)disk->size) < 0)
+		goto fail;
+	while (next_chunk(disk, &pos, &c)) {
+		uint64_t off;
+		size_t len;
+
+		if (place(disk, &c, &off, &len) &&
+		    pwrite(fd, c.bytes, len, (off_t)off) != (ssize_t)len)
+			goto fail;
 	}
 	return fd;
+fail:
+	perror("fuzz-partitions: memfd");
+	abort();
 }
 
 #define CHECK(cond)                                                                      \
@@ -151,7 +306,7 @@ static void check_partition(const struct fuzz_disk *disk, const struct snapfs_pa
 	CHECK(part->size > 0);
 	CHECK(part->start >= disk->sector_size); /* never over sector 0 */
 	CHECK(part->start <= disk->size && part->size <= disk->size - part->start);
-	CHECK(part->start % SECTOR_UNIT == 0 && part->size % SECTOR_UNIT == 0);
+	CHECK(part->start % UNIT == 0 && part->size % UNIT == 0);
 	CHECK(terminated(part->table, sizeof(part->table)));
 	CHECK(!strcmp(part->table, p->table));
 	CHECK(terminated(part->type, sizeof(part->type)));
@@ -191,7 +346,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r;
 
 	if (fuzz_decode(data, size, &disk) < 0)
-		return -1; /* not an input: libFuzzer leaves it out of the corpus */
+		return -1; /* not an input: libFuzzer keeps it out of the corpus */
 	r = snapfs_partitions_read(disk_fd(&disk), disk.size, disk.sector_size, "fuzz", "vda",
 				   &p);
 	check_result(&disk, r, &p);

@@ -13,20 +13,24 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz-partitions.h"
 
 static int read_file(const char *path, uint8_t **data, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
+	FILE *f;
 	long size;
 	int rc = -1;
 
 	*data = NULL;
+	errno = 0;
+	f = fopen(path, "rb");
 	if (!f)
 		goto out;
 	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0)
@@ -101,15 +105,20 @@ static int replay(const char *path)
 
 static int pack(const char *ss_text, const char *image_path, const char *out_path)
 {
-	uint8_t *image, *out = NULL;
-	size_t len, out_len;
+	uint8_t *out = NULL;
+	size_t out_len;
+	struct stat st;
 	FILE *f;
-	int r;
+	int fd, r;
 
-	if (read_file(image_path, &image, &len) < 0)
+	fd = open(image_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "replay: %s: %s\n", image_path, strerror(errno));
 		return 1;
-	r = fuzz_pack(image, len, (unsigned)strtoul(ss_text, NULL, 10), &out, &out_len);
-	free(image);
+	}
+	r = fuzz_pack(fd, (uint64_t)st.st_size, (unsigned)strtoul(ss_text, NULL, 10), &out,
+		      &out_len);
+	close(fd);
 	if (r < 0) {
 		fprintf(stderr, "replay: cannot pack %s with %s-byte sectors: %s\n", image_path,
 			ss_text, strerror(-r));

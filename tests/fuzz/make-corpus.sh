@@ -1,0 +1,204 @@
+#!/bin/bash
+# Regenerate the seed corpus of fuzz-partitions (tests/fuzz/corpus/).
+#
+#	tests/fuzz/make-corpus.sh [REPLAY]
+#
+# REPLAY is the plain driver, tests/fuzz/replay-partitions of a build tree
+# (default: $SNAPFS_BUILDDIR/tests/fuzz/replay-partitions, else ./...); it
+# packs each disk image into a fuzz input (the header, the disk's two ends
+# without the zeros between; see fuzz-partitions.c).
+#
+# The images are sparse files partitioned with sfdisk (no root, no loop
+# device), then some are broken on purpose with dd: GPT checksums, EBR
+# chains that loop, a table past 2 TiB.  Needs sfdisk and fdisk (fdisk) and mkfs.ext4
+# (e2fsprogs).  Output is the same from run to run but for the random GUIDs
+# sfdisk and mkfs.ext4 pick.
+set -euo pipefail
+
+here=$(cd -- "$(dirname -- "$0")" && pwd)
+replay=${1:-${SNAPFS_BUILDDIR:-.}/tests/fuzz/replay-partitions}
+[ -x "$replay" ] || { echo "make-corpus: no $replay (build it: make tests/fuzz/replay-partitions)" >&2; exit 1; }
+for cmd in sfdisk fdisk mkfs.ext4 truncate dd od; do
+	command -v "$cmd" >/dev/null || { echo "make-corpus: needs $cmd" >&2; exit 1; }
+done
+out=$here/corpus
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+mkdir -p "$out"
+rm -f -- "$out"/*
+
+# ---- byte surgery ---------------------------------------------------------------
+
+le32() { # FILE OFFSET
+	od -An -tu4 -j "$2" -N4 -- "$1" | tr -d ' '
+}
+
+put_bytes() { # FILE OFFSET BYTE...: write bytes (numbers) at OFFSET
+	local file=$1 off=$2 fmt=''
+	shift 2
+	for b in "$@"; do fmt+=$(printf '\\%03o' "$b"); done
+	# shellcheck disable=SC2059 # the format is the data
+	printf "$fmt" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
+}
+
+put_le32() { # FILE OFFSET VALUE
+	put_bytes "$1" "$2" $(($3 & 255)) $(($3 >> 8 & 255)) $(($3 >> 16 & 255)) $(($3 >> 24 & 255))
+}
+
+flip() { # FILE OFFSET: change one byte
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 -- "$1" | tr -d ' ')
+	put_bytes "$1" "$2" $((b ^ 0x5a))
+}
+
+# Set the link entry (the second) of the EBR at byte EBR to point at the EBR
+# at byte TARGET; EXT is the byte offset of the extended partition.
+ebr_link() { # FILE EXT EBR TARGET
+	local e=$(($3 + 446 + 16))
+	put_bytes "$1" "$e" 0 0 0 0 5 0 0 0
+	put_le32 "$1" $((e + 8)) $((($4 - $2) / 512))
+	put_le32 "$1" $((e + 12)) 2048
+}
+
+# The byte offsets of the EBRs of FILE's extended partition (512-byte sectors).
+ebrs() { # FILE
+	local file=$1 i ext=0 lba
+	for i in 0 1 2 3; do
+		case $(od -An -tu1 -j $((446 + 16 * i + 4)) -N1 -- "$file" | tr -d ' ') in
+		5 | 15 | 133) ext=$(le32 "$file" $((446 + 16 * i + 8))) ;;
+		esac
+	done
+	lba=$ext
+	while [ "$lba" != 0 ]; do
+		echo $((lba * 512))
+		local next
+		next=$(le32 "$file" $((lba * 512 + 446 + 16 + 8)))
+		if [ "$next" = 0 ]; then break; fi
+		lba=$((ext + next))
+	done
+}
+
+# ---- the images ------------------------------------------------------------------
+
+# sfdisk 2.38 knows only 512-byte sectors in an image file; fdisk -b loads
+# the same script for other sector sizes.
+image() { # NAME SIZE [SECTOR_SIZE] < SFDISK_SCRIPT
+	local name=$1 size=$2 ss=${3:-512}
+	truncate -s "$size" "$work/$name"
+	if [ "$ss" = 512 ]; then
+		sfdisk -q --no-reread --no-tell-kernel "$work/$name" >/dev/null
+	else
+		cat >"$work/$name.sfdisk"
+		printf 'I\n%s\nw\n' "$work/$name.sfdisk" |
+			fdisk -b "$ss" "$work/$name" >/dev/null
+	fi
+}
+
+pack() { # NAME SECTOR_SIZE
+	"$replay" --pack "$2" "$work/$1" "$out/$1"
+}
+
+image mbr-primaries 16M <<'S'
+label: dos
+start=2048, size=8192, type=83, bootable
+start=10240, type=82
+S
+pack mbr-primaries 512
+
+image mbr-logicals 32M <<'S'
+label: dos
+start=2048, size=4096, type=83
+start=8192, size=24576, type=5
+start=10240, size=4096, type=83
+start=16384, size=4096, type=7
+start=22528, type=8e
+S
+pack mbr-logicals 512
+
+image mbr-4k 64M 4096 <<'S'
+label: dos
+start=256, size=2048, type=83
+start=4096, type=f
+start=4352, size=1024, type=83
+S
+pack mbr-4k 4096
+
+image gpt 16M <<'S'
+label: gpt
+start=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system"
+start=6144, size=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"
+start=14336, size=8192, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F
+S
+pack gpt 512
+
+image gpt-4k 64M 4096 <<'S'
+label: gpt
+start=256, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+start=2304, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+S
+pack gpt-4k 4096
+
+image gpt-short-table 8M <<'S'
+label: gpt
+table-length: 4
+first-lba: 34
+start=40, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+S
+pack gpt-short-table 512
+
+# GPT with its primary header's CRC broken: the backup header serves.
+cp "$work/gpt" "$work/gpt-primary-damaged"
+flip "$work/gpt-primary-damaged" $((512 + 16))
+pack gpt-primary-damaged 512
+
+# The primary entry array's CRC broken.
+cp "$work/gpt" "$work/gpt-entries-damaged"
+flip "$work/gpt-entries-damaged" $((1024 + 56))
+pack gpt-entries-damaged 512
+
+# Both headers broken: a protective MBR and nothing behind it.
+cp "$work/gpt" "$work/gpt-both-damaged"
+flip "$work/gpt-both-damaged" $((512 + 16))
+flip "$work/gpt-both-damaged" $((16 * 1024 * 1024 - 512 + 16))
+pack gpt-both-damaged 512
+
+# The third EBR links back to the second: a loop.
+cp "$work/mbr-logicals" "$work/ebr-loop"
+mapfile -t ebr < <(ebrs "$work/ebr-loop")
+[ ${#ebr[@]} = 3 ] || { echo "make-corpus: expected 3 EBRs, found ${ebr[*]}" >&2; exit 1; }
+ebr_link "$work/ebr-loop" "${ebr[0]}" "${ebr[2]}" "${ebr[1]}"
+pack ebr-loop 512
+
+# The second EBR links to itself.
+cp "$work/mbr-logicals" "$work/ebr-self"
+ebr_link "$work/ebr-self" "${ebr[0]}" "${ebr[1]}" "${ebr[1]}"
+pack ebr-self 512
+
+# A logical partition whose EBR puts it after the extended partition (which
+# ends at sector 32768), still on the disk.
+cp "$work/mbr-logicals" "$work/ebr-outside"
+put_le32 "$work/ebr-outside" $((ebr[1] + 446 + 8)) $((40000 - ebr[1] / 512))
+pack ebr-outside 512
+
+# 4K sectors, 3 TiB: a primary past 2 TiB in 512-byte units, which libblkid
+# would count in 32 bits.
+image mbr-past-2tib 3T 4096 <<'S'
+label: dos
+start=256, size=2048, type=83
+start=671088640, size=2048, type=83
+S
+pack mbr-past-2tib 4096
+
+# An ext4 superblock in a partition, its label with a control byte and a
+# byte that is not UTF-8 (only the first 2 KiB of the filesystem are kept:
+# what libblkid reads).
+image ext4-label 4M <<'S'
+label: dos
+start=2048, size=4096, type=83
+S
+truncate -s 1M "$work/fs"
+mkfs.ext4 -q -F -L $'lab\x01el\xff' -b 1024 -N 16 -O ^has_journal,^resize_inode "$work/fs"
+dd if="$work/fs" of="$work/ext4-label" bs=1024 count=2 seek=1024 conv=notrunc status=none
+pack ext4-label 512
+
+ls -l -- "$out" >&2
