@@ -208,10 +208,13 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		snprintf(s->disk[i].origin, sizeof(s->disk[i].origin), "%s", g->disk[i].lv.lv);
 		make_snap_name(s->disk[i].origin, s->disk[i].path, sizeof(s->disk[i].path));
 	}
-	rc = freeze_guest(s, g, &fz);
-	if (rc < 0)
-		return rc;
 	clock_gettime(CLOCK_MONOTONIC, &frozen_at);
+	rc = freeze_guest(s, g, &fz);
+	if (rc < 0) {
+		/* A freeze that failed or timed out may have frozen it anyway. */
+		thaw_guest(g, fz, &frozen_at);
+		return rc;
+	}
 	s->stamp = snapfs_stamp_next();
 	for (made = 0; made < s->n; made++) {
 		struct snapfs_snapdisk *d = &s->disk[made];
