@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,7 +69,8 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	struct fuse *fuse;
 	int rc = 1;
 
-	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=snapfs,noatime") < 0 ||
+	if (fuse_opt_add_arg(args, "-oro,nosuid,nodev,default_permissions,subtype=snapfs,"
+				   "noatime") < 0 ||
 	    add_fsname(args, o->source) < 0 || (o->fuse_debug && fuse_opt_add_arg(args, "-odebug") < 0))
 		return 1;
 	fuse = fuse_new(args, &snapfs_ops, sizeof(snapfs_ops), NULL);
@@ -97,6 +99,14 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	}
 	rc = rc < 0 ? 1 : 0;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	/* A second ^C or SIGTERM must not cut the removal of the snapshots. */
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
 out_unmount:
 	fuse_unmount(fuse);
 	/* Every snapshot goes, open files or not, before we exit. */
@@ -162,6 +172,12 @@ int main(int argc, char **argv)
 	}
 	snapfs_catalog_put(cat);
 	snapfs_fs_opts = &o;
+	/* Mount on the absolute path: the daemon's cwd becomes / and fuse_unmount
+	 * must find the same mount. */
+	free(o.mountpoint);
+	o.mountpoint = strdup(real);
+	if (!o.mountpoint)
+		goto out_source;
 	rc = serve(&o, &args, owner);
 	snapfs_catalog_shutdown();
 out_source:

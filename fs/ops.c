@@ -61,7 +61,13 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 		fill_size(st, held.size);
 		return;
 	}
-	fill_common(st, false, n->cat->stamp);
+	/* An mtime is never reused across sets: a backup tool that saw this
+	 * file before the last set was released sees a newer time now. */
+	struct timespec stamp = n->cat->stamp, rel = snapfs_snapset_last_release();
+
+	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
+		stamp = rel;
+	fill_common(st, false, stamp);
 	fill_size(st, n->kind == NODE_PART ? n->part.size : n->disk->lv.size);
 }
 
@@ -200,7 +206,11 @@ static int open_image(const struct snapfs_node *n, struct handle *h)
 		return rc;
 	sd = snapfs_snapset_disk(h->set, n->disk->file);
 	if (!sd) {
-		rc = -ENOENT;
+		/* Hot-plugged after the set was taken. */
+		snapfs_warn("guest %s disk %s: not in the snapshot set held now; close the "
+			    "guest's files to take a new one",
+			    n->guest->name, n->disk->target);
+		rc = -EBUSY;
 		goto fail;
 	}
 	h->fd = sd->fd;

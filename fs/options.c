@@ -291,6 +291,6 @@ void snapfs_opts_usage(const char *prog)
 	       "    --cleanup              remove the snapshots an earlier run at MOUNTPOINT\n"
 	       "                           left behind (all of snapfs's without one), exit\n"
 	       "\n"
-	       "FUSE options such as allow_other, max_threads=N also apply; see snapfs(8).\n",
+	       "FUSE mount options such as allow_other also apply; see snapfs(8).\n",
 	       prog, prog);
 }

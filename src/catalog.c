@@ -5,8 +5,9 @@
  *
  * Locking: catalog_lock protects `current` and every catalog's refs.
  * refresh_lock serializes discoveries; it is held across the libvirt and
- * lvs calls, but never together with catalog_lock, so readers of the old
- * catalog never wait on a discovery.
+ * lvs calls, but never together with catalog_lock.  While one discovery
+ * runs, everyone else is served the previous catalog, so a lookup waits on
+ * a discovery only at the very first one.
  */
 #include "config.h"
 
@@ -297,7 +298,13 @@ int snapfs_catalog_get(struct snapfs_catalog **out)
 
 	if ((*out = take_current(true)))
 		return 0;
-	pthread_mutex_lock(&refresh_lock);
+	/* A discovery is under way (it may wait on libvirt or on a VG lock that
+	 * another guest's lvcreate holds): serve what we saw last meanwhile. */
+	if (pthread_mutex_trylock(&refresh_lock) != 0) {
+		if ((*out = take_current(false)))
+			return 0;
+		pthread_mutex_lock(&refresh_lock);
+	}
 	/* Someone else may have refreshed while we waited. */
 	if ((*out = take_current(true))) {
 		pthread_mutex_unlock(&refresh_lock);

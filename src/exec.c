@@ -111,8 +111,16 @@ int snapfs_exec(const char *const argv[], int timeout_ms, struct snapfs_exec_res
 		int64_t left = deadline - now_ms();
 		char buf[8192];
 
-		if (left <= 0) {
+		if (left <= 0 && !timed_out) {
+			/* lvm finishes or backs out of what it is doing on SIGINT
+			 * (a suspended origin must be resumed): ask first, and
+			 * kill only if it does not end within a grace period. */
 			timed_out = true;
+			kill(pid, SIGINT);
+			deadline = now_ms() + (timeout_ms < 30000 ? timeout_ms : 30000);
+			continue;
+		}
+		if (left <= 0) {
 			kill(pid, SIGKILL);
 			break;
 		}

@@ -1,5 +1,5 @@
 /* Logging: stderr in the foreground, syslog (ident "snapfs") in the
- * background.  Debug lines are chosen per area, by -o debug=AREAS or the
+ * background.  Debug lines are chosen per area, by -o debug_areas=AREAS or the
  * SNAPFS_DEBUG environment variable. */
 #include "config.h"
 

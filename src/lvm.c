@@ -328,9 +328,15 @@ int snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char *snap,
 	args[n++] = target;
 	args[n] = NULL;
 	rc = run_lvm(args, &res);
-	if (rc < 0) {
-		*why = strdup(rc == -ETIMEDOUT ? "lvcreate timed out" : strerror(-rc));
-		return rc == -ETIMEDOUT ? -EIO : rc;
+	if (rc < 0 || res.status < 0) {
+		/* Stopped half way: the snapshot may exist; it carries our tags. */
+		*why = strdup(rc == -ETIMEDOUT ? "lvcreate timed out"
+			      : rc < 0	     ? strerror(-rc)
+					     : "lvcreate was killed");
+		if (rc == 0)
+			snapfs_exec_result_free(&res);
+		snapfs_lvm_snapshot_remove(origin->vg, snap, owner);
+		return -EIO;
 	}
 	if (res.status != 0) {
 		rc = snapfs_lvm_errno(res.err);

@@ -26,7 +26,7 @@ void snapfs_close_fd(int *fd);
 
 enum snapfs_log_level { SNAPFS_LOG_ERROR, SNAPFS_LOG_WARN, SNAPFS_LOG_INFO, SNAPFS_LOG_DEBUG };
 
-/* Debug areas, switched on by -o debug=AREA[:AREA] or SNAPFS_DEBUG=AREA,... */
+/* Debug areas, switched on by -o debug_areas=AREA[:AREA] or SNAPFS_DEBUG=AREA,... */
 enum snapfs_debug_area {
 	SNAPFS_DBG_LVM = 1 << 0,
 	SNAPFS_DBG_GUESTS = 1 << 1,
@@ -360,6 +360,9 @@ int snapfs_snapset_held_parts(const char *dir, const char *file,
 /* The status view: one block per held set (guest, disks, snapshot LVs,
  * age, COW use, open files, consistency).  Caller frees. */
 char *snapfs_snapset_report(void);
+/* When a set was last removed: files shown without a set are never older,
+ * so a new snapshot never shows an mtime already seen. */
+struct timespec snapfs_snapset_last_release(void);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
 

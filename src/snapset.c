@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ struct pending {
 };
 
 static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sets_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t sets_cond; /* on CLOCK_MONOTONIC, made in snapfs_snapset_init */
 static struct snapfs_snapset *sets;   /* under sets_lock */
 static struct pending *pending;       /* under sets_lock */
 static bool stopping;                 /* under sets_lock */
@@ -48,6 +49,7 @@ static pthread_t reaper;
 static bool reaper_started;
 static struct snapfs_snapset_config config; /* read-only after init */
 static unsigned name_seq;             /* under sets_lock */
+static struct timespec last_release;  /* under sets_lock */
 
 static double elapsed(const struct timespec *since)
 {
@@ -108,7 +110,11 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 
 static void destroy_set(struct snapfs_snapset *s)
 {
-	struct timespec t0;
+	struct timespec t0, now = snapfs_stamp_next();
+
+	pthread_mutex_lock(&sets_lock);
+	last_release = now;
+	pthread_mutex_unlock(&sets_lock);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	remove_disks(s, s->n);
@@ -238,7 +244,12 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		struct snapfs_snapdisk *d = &s->disk[i];
 		int fd;
 
-		snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
+		rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
+		if (rc < 0) {
+			snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->name,
+				     g->disk[i].target, d->vg, d->snap);
+			goto undo;
+		}
 		d->dm_name = d->path + strlen("/dev/mapper/");
 		fd = snapfs_device_open(d->path, &d->size);
 		if (fd < 0) {
@@ -248,9 +259,16 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 			goto undo;
 		}
 		d->fd = fd;
-		if (!strcmp(g->disk[i].format, "raw"))
-			snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->name,
-					       g->disk[i].target, &d->parts);
+		if (!strcmp(g->disk[i].format, "raw")) {
+			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->name,
+						    g->disk[i].target, &d->parts);
+			if (rc < 0) {
+				snapfs_error("guest %s disk %s: reading the snapshot's partition "
+					     "table failed: %s",
+					     g->name, g->disk[i].target, strerror(-rc));
+				goto undo;
+			}
+		}
 	}
 	return 0;
 undo:
@@ -276,6 +294,31 @@ static void unlink_set(struct snapfs_snapset *s)
 	}
 }
 
+/* Does set s hold the disks guest g has now (same files, same origins)? */
+static bool set_matches(const struct snapfs_snapset *s, const struct snapfs_guest *g)
+{
+	if (s->n != g->ndisks)
+		return false;
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->disk[i].file, g->disk[i].file) ||
+		    strcmp(s->disk[i].vg, g->disk[i].lv.vg) ||
+		    strcmp(s->disk[i].origin, g->disk[i].lv.lv))
+			return false;
+	return true;
+}
+
+static bool set_invalid(const struct snapfs_snapset *s)
+{
+	struct snapfs_cow cow;
+
+	if (s->invalid_logged)
+		return true;
+	for (size_t i = 0; i < s->n; i++)
+		if (snapfs_dm_status(s->disk[i].dm_name, &cow) == 0 && !cow.valid)
+			return true;
+	return false;
+}
+
 int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset **out)
 {
 	struct snapfs_snapset *s;
@@ -291,13 +334,29 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 		s = find_set(g->dir);
 		if (!s)
 			break;
-		if (s->state == SET_READY) {
+		if (s->state != SET_READY) {
+			pthread_cond_wait(&sets_cond, &sets_lock);
+			continue;
+		}
+		if (set_matches(s, g) && !(s->refs == 0 && set_invalid(s))) {
 			s->refs++;
 			pthread_mutex_unlock(&sets_lock);
 			*out = s;
 			return 0;
 		}
-		pthread_cond_wait(&sets_cond, &sets_lock);
+		/* A lingering set that went invalid, or one of another guest of
+		 * this name (undefined and defined anew): never serve it. */
+		if (s->refs) {
+			pthread_mutex_unlock(&sets_lock);
+			snapfs_error("guest %s: its disks changed while files of its snapshot "
+				     "set are open; close them first",
+				     g->name);
+			return -EBUSY;
+		}
+		unlink_set(s);
+		pthread_mutex_unlock(&sets_lock);
+		destroy_set(s);
+		pthread_mutex_lock(&sets_lock);
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->name = strdup(g->name))) {
@@ -453,6 +512,16 @@ int snapfs_snapset_held_parts(const char *dir, const char *file,
 	return rc;
 }
 
+struct timespec snapfs_snapset_last_release(void)
+{
+	struct timespec t;
+
+	pthread_mutex_lock(&sets_lock);
+	t = last_release;
+	pthread_mutex_unlock(&sets_lock);
+	return t;
+}
+
 size_t snapfs_snapset_count(void)
 {
 	size_t n = 0;
@@ -542,6 +611,16 @@ char *snapfs_snapset_report(void)
 	return text;
 }
 
+static void init_cond(void)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sets_cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 /* Removes sets idle past the linger time, and retries failed removals. */
 static void *reaper_main(void *arg)
 {
@@ -582,7 +661,7 @@ wait:
 		watch_cow();
 		struct timespec until;
 
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_sec += pending ? 5 : 1;
 		pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
 	}
@@ -592,9 +671,17 @@ wait:
 
 void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	sigset_t all, old;
+
+	pthread_once(&once, init_cond);
 	config = *cfg;
 	stopping = false;
+	/* Signals are for the FUSE loop's thread, never the reaper. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	reaper_started = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!reaper_started)
 		snapfs_warn("no reaper thread: linger and removal retries are off");
 }
