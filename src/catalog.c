@@ -146,8 +146,11 @@ int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
 	d.lv = *lv;
 	if (snapfs_name_image(target, 0, d.ext, d.file, sizeof(d.file)) < 0 ||
 	    file_taken(g, d.file)) {
+		char shown[SNAPFS_NAME_MAX + 1];
+
+		snapfs_name_escape(g->name, shown);
 		snapfs_warn("guest %s: disk %s clashes with another file name; left out",
-			    g->name, target);
+			    shown, target);
 		return 0;
 	}
 	nd = realloc(g->disk, (g->ndisks + 1) * sizeof(*nd));
@@ -197,11 +200,11 @@ static void read_live_partitions(struct snapfs_guest *g)
 			continue;
 		fd = snapfs_device_open(path, &size);
 		if (fd < 0) {
-			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->name,
+			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->dir,
 				     d->target, path, strerror(-fd));
 			continue;
 		}
-		snapfs_partitions_read(fd, size, d->sector_size, g->name, d->target, &d->parts);
+		snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
 		close(fd);
 		/* A partition file whose name a disk already has is left out. */
 		for (size_t p = 0; p < d->parts.n;) {
@@ -214,7 +217,7 @@ static void read_live_partitions(struct snapfs_guest *g)
 			other = snapfs_guest_disk(g, name, &partno);
 			if (other != d || partno != d->parts.part[p].number) {
 				snapfs_warn("guest %s: partition file %s clashes; left out",
-					    g->name, name);
+					    g->dir, name);
 				memmove(&d->parts.part[p], &d->parts.part[p + 1],
 					(d->parts.n - p - 1) * sizeof(d->parts.part[0]));
 				d->parts.n--;
@@ -248,9 +251,9 @@ static int discover(struct snapfs_catalog **out)
 	snapfs_lvm_list_free(&lvs);
 	if (rc < 0)
 		goto fail;
+	snapfs_guests_name(c->guest, c->n);
 	for (size_t i = 0; i < c->n; i++)
 		read_live_partitions(&c->guest[i]);
-	snapfs_guests_name(c->guest, c->n);
 	*out = c;
 	return 0;
 fail:

@@ -165,12 +165,12 @@ static int freeze_guest(struct snapfs_snapset *s, const struct snapfs_guest *g,
 	if (config.freeze == SNAPFS_FREEZE_REQUIRE) {
 		snapfs_error("guest %s: freezing its filesystems failed (%s); freeze=require, "
 			     "so no snapshot is taken",
-			     g->name, why ? why : "guest unreachable");
+			     g->dir, why ? why : "guest unreachable");
 		return -EIO;
 	}
 	snapfs_warn("guest %s: freezing its filesystems failed (%s); taking a "
 		    "crash-consistent snapshot",
-		    g->name, why ? why : "guest unreachable");
+		    g->dir, why ? why : "guest unreachable");
 	return 0;
 }
 
@@ -186,9 +186,9 @@ static void thaw_guest(const struct snapfs_guest *g, struct snapfs_freeze *fz,
 	if (snapfs_thaw(fz, &why) < 0)
 		snapfs_error("guest %s: THAW FAILED: %s; its filesystems may still be frozen "
 			     "(virsh domfsthaw %s)",
-			     g->name, why ? why : "?", g->name);
+			     g->dir, why ? why : "?", g->dir);
 	else
-		snapfs_info("guest %s: filesystems thawed after %.2fs", g->name,
+		snapfs_info("guest %s: filesystems thawed after %.2fs", g->dir,
 			    elapsed(frozen_at));
 	snapfs_freeze_close(fz);
 }
@@ -230,7 +230,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		rc = snapfs_lvm_snapshot_create(&g->disk[made].lv, d->path, config.cow_size,
 						config.owner, &why);
 		if (rc < 0) {
-			snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->name,
+			snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir,
 				     g->disk[made].target, d->vg, d->origin,
 				     why ? why : strerror(-rc));
 			break;
@@ -246,7 +246,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 
 		rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
 		if (rc < 0) {
-			snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->name,
+			snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir,
 				     g->disk[i].target, d->vg, d->snap);
 			goto undo;
 		}
@@ -254,18 +254,18 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		fd = snapfs_device_open(d->path, &d->size);
 		if (fd < 0) {
 			rc = fd;
-			snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->name,
+			snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir,
 				     g->disk[i].target, d->path, strerror(-rc));
 			goto undo;
 		}
 		d->fd = fd;
 		if (!strcmp(g->disk[i].format, "raw")) {
-			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->name,
+			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->dir,
 						    g->disk[i].target, &d->parts);
 			if (rc < 0) {
 				snapfs_error("guest %s disk %s: reading the snapshot's partition "
 					     "table failed: %s",
-					     g->name, g->disk[i].target, strerror(-rc));
+					     g->dir, g->disk[i].target, strerror(-rc));
 				goto undo;
 			}
 		}
@@ -350,7 +350,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 			pthread_mutex_unlock(&sets_lock);
 			snapfs_error("guest %s: its disks changed while files of its snapshot "
 				     "set are open; close them first",
-				     g->name);
+				     g->dir);
 			return -EBUSY;
 		}
 		unlink_set(s);
@@ -359,7 +359,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 		pthread_mutex_lock(&sets_lock);
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s || !(s->name = strdup(g->name))) {
+	if (!s || !(s->name = strdup(g->dir))) {
 		free(s);
 		pthread_mutex_unlock(&sets_lock);
 		return -ENOMEM;

@@ -53,10 +53,12 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		     const struct snapfs_lv_list *lvs)
 {
 	struct snapfs_xml_disks disks;
+	char shown[SNAPFS_NAME_MAX + 1];
 	int rc = snapfs_domxml_disks(g->name, xml, &disks);
 
+	snapfs_name_escape(g->name, shown); /* guest names are not fit for logs as they are */
 	if (rc < 0) {
-		snapfs_warn("guest %s: domain XML not understood; no disks shown", g->name);
+		snapfs_warn("guest %s: domain XML not understood; no disks shown", shown);
 		return 0;
 	}
 	for (size_t i = 0; i < disks.n && rc == 0; i++) {
@@ -65,7 +67,7 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		const struct snapfs_lv *lv;
 
 		if (d->kind == SNAPFS_SOURCE_POOL)
-			path = volume_path(conn, g->name, d->pool, d->volume);
+			path = volume_path(conn, shown, d->pool, d->volume);
 		else
 			path = strdup(d->dev);
 		if (!path)
@@ -73,7 +75,7 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		lv = snapfs_lvm_resolve_path(lvs, path);
 		if (!lv || !lv->is_ordinary || lv->snapfs_owned) {
 			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not an LVM volume",
-				     g->name, d->target, path);
+				     shown, d->target, path);
 			continue;
 		}
 		rc = snapfs_guest_add_disk(g, lv, d->target, d->format, d->sector_size);
@@ -101,7 +103,10 @@ static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest 
 	g->xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
 	live = g->running ? virDomainGetXMLDesc(dom, 0) : NULL;
 	if (!g->xml) {
-		snapfs_warn("guest %s: cannot read its XML: %s", g->name, last_error());
+		char shown[SNAPFS_NAME_MAX + 1];
+
+		snapfs_name_escape(g->name, shown);
+		snapfs_warn("guest %s: cannot read its XML: %s", shown, last_error());
 		return 0;
 	}
 	return add_disks(conn, g, live ? live : g->xml, lvs);
@@ -188,7 +193,10 @@ int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
 	if (f->conn && !f->dom)
 		f->dom = virDomainLookupByName(f->conn, guest);
 	if (!f->dom || virDomainGetState(f->dom, &state, &reason, 0) < 0) {
-		snapfs_warn("guest %s: cannot reach it through libvirt to freeze it: %s", guest,
+		char shown[SNAPFS_NAME_MAX + 1];
+
+		snapfs_name_escape(guest, shown);
+		snapfs_warn("guest %s: cannot reach it through libvirt to freeze it: %s", shown,
 			    last_error());
 		snapfs_freeze_close(f);
 		return -EIO;
@@ -201,8 +209,7 @@ int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
 	/* Bound the agent's answer; older libvirt or drivers without it keep
 	 * their own timeout. */
 	if (virDomainAgentSetResponseTimeout(f->dom, (int)timeout, 0) < 0)
-		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s: agent timeout not set: %s", guest,
-			     last_error());
+		snapfs_debug(SNAPFS_DBG_SNAP, "agent timeout not set: %s", last_error());
 	*out = f;
 	return 0;
 }
