@@ -464,6 +464,13 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 	return -EIO;
 }
 
+/* The disk of a set that is READY, or NULL.  Under sets_lock. */
+static const struct snapfs_snapdisk *ready_disk(const struct snapfs_snapset *s,
+						const char *file)
+{
+	return s && s->state == SET_READY ? snapfs_snapset_disk(s, file) : NULL;
+}
+
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 			struct snapfs_held *out)
 {
@@ -471,9 +478,7 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 
 	pthread_mutex_lock(&sets_lock);
 	struct snapfs_snapset *s = find_set(dir);
-	const struct snapfs_snapdisk *d = s && s->state == SET_READY
-						  ? snapfs_snapset_disk(s, file)
-						  : NULL;
+	const struct snapfs_snapdisk *d = ready_disk(s, file);
 
 	if (d) {
 		out->stamp = s->stamp;
@@ -501,10 +506,7 @@ int snapfs_snapset_held_parts(const char *dir, const char *file,
 	int rc = -ENOENT;
 
 	pthread_mutex_lock(&sets_lock);
-	struct snapfs_snapset *s = find_set(dir);
-	const struct snapfs_snapdisk *d = s && s->state == SET_READY
-						  ? snapfs_snapset_disk(s, file)
-						  : NULL;
+	const struct snapfs_snapdisk *d = ready_disk(find_set(dir), file);
 
 	if (d)
 		rc = snapfs_partitions_copy(&d->parts, out);
