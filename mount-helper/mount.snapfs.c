@@ -191,8 +191,8 @@ static int enter_namespace(const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0 || setns(fd, CLONE_NEWNS) < 0) {
-		fprintf(stderr, "%s: cannot enter the mount namespace %s: %s\n", prog, path,
-			strerror(errno));
+		fprintf(stderr, "%s: cannot enter the mount namespace %s: %s\n", prog,
+			path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return EXIT_SYSTEM;
@@ -207,8 +207,8 @@ static void usage(FILE *f)
 		"usage: %s SOURCE DIR [-sfnv] [-o OPTIONS] [-t TYPE] [-N NAMESPACE]\n"
 		"\n"
 		"The mount(8) helper of snapfs: runs \"snapfs -o OPTIONS SOURCE DIR\"\n"
-		"without the options that belong to mount(8) or systemd.  SOURCE \"none\"\n"
-		"stands for libvirt's default URI.\n"
+		"without the options that belong to mount(8) or systemd.\n"
+		"SOURCE \"none\" stands for libvirt's default URI.\n"
 		"\n"
 		"    -o OPTIONS    mount options (see snapfs(8) and mount.snapfs(8))\n"
 		"    -f            do everything but run snapfs\n"
@@ -256,7 +256,8 @@ static int parse_args(int argc, char **argv, struct request *rq)
 
 	/* The leading '-': operands come back in order as option 1, wherever
 	 * they are, whatever POSIXLY_CORRECT says. */
-	while (!rc && (c = getopt_long(argc, argv, "-hVsfnvo:t:N:", longopts, NULL)) != -1) {
+	while (!rc &&
+	       (c = getopt_long(argc, argv, "-hVsfnvo:t:N:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 1:
 			rc = add_operand(rq, optarg);

@@ -11,6 +11,8 @@ packages=(
 	fuse3 lvm2 libvirt-clients
 	# tests: disk tools, a real libvirtd, valgrind
 	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu
+	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
+	systemd
 	# the throw-away VM that gives the tests a kernel with device-mapper
 	qemu-system-x86 linux-image-amd64 busybox-static udev cpio kmod xz-utils
 )

@@ -30,5 +30,6 @@ void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 		print = env && *env == '1';
 	}
 	if (print)
-		fprintf(stderr, "snapfs: %s%s\n", level == SNAPFS_LOG_DEBUG ? "debug: " : "", line);
+		fprintf(stderr, "snapfs: %s%s\n",
+			level == SNAPFS_LOG_DEBUG ? "debug: " : "", line);
 }

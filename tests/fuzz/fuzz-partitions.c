@@ -117,9 +117,11 @@ int fuzz_decode(const uint8_t *in, size_t len, struct fuzz_disk *disk)
 		if (!(c.where & FROM_END) && end > need)
 			need = end;
 	}
-	if (disk->size < need) /* whole sectors, then the extra units */
-		disk->size = (need + disk->sector_size - 1) / disk->sector_size *
-				     disk->sector_size + extra;
+	if (disk->size < need) { /* whole sectors, then the extra units */
+		uint64_t sectors = (need + disk->sector_size - 1) / disk->sector_size;
+
+		disk->size = sectors * disk->sector_size + extra;
+	}
 	return 0;
 }
 
@@ -206,7 +208,8 @@ int fuzz_pack(int fd, uint64_t size, unsigned sector_size, uint8_t **out, size_t
 	while ((UNIT << shift) != sector_size)
 		if (++shift > 7)
 			return -EINVAL;
-	if (size % UNIT || size / sector_size > UINT32_MAX || size % sector_size / UNIT > 7)
+	if (size % UNIT || size / sector_size > UINT32_MAX ||
+	    size % sector_size / UNIT > 7)
 		return -EINVAL;
 	pk.cap = 4096;
 	pk.out = malloc(pk.cap);
@@ -277,8 +280,8 @@ fail:
 #define CHECK(cond)                                                                      \
 	do {                                                                             \
 		if (!(cond)) {                                                           \
-			fprintf(stderr, "fuzz-partitions: %s:%d: broken: %s\n", __FILE__,  \
-				__LINE__, #cond);                                        \
+			fprintf(stderr, "fuzz-partitions: %s:%d: broken: %s\n",          \
+				__FILE__, __LINE__, #cond);                              \
 			abort();                                                         \
 		}                                                                        \
 	} while (0)
@@ -296,8 +299,8 @@ static void check_guest_string(const char *s, size_t size)
 		CHECK(*c >= 0x20 && *c != 0x7f);
 }
 
-static void check_partition(const struct fuzz_disk *disk, const struct snapfs_partitions *p,
-			    size_t i)
+static void check_partition(const struct fuzz_disk *disk,
+			    const struct snapfs_partitions *p, size_t i)
 {
 	const struct snapfs_partition *part = &p->part[i];
 
@@ -317,7 +320,8 @@ static void check_partition(const struct fuzz_disk *disk, const struct snapfs_pa
 	check_guest_string(part->uuid, sizeof(part->uuid));
 }
 
-static void check_result(const struct fuzz_disk *disk, int r, const struct snapfs_partitions *p)
+static void check_result(const struct fuzz_disk *disk, int r,
+			 const struct snapfs_partitions *p)
 {
 	struct snapfs_partitions copy;
 
@@ -327,7 +331,8 @@ static void check_result(const struct fuzz_disk *disk, int r, const struct snapf
 		CHECK(p->n == 0 && p->part == NULL && !p->table[0]);
 		return;
 	}
-	CHECK(!strcmp(p->table, "") || !strcmp(p->table, "dos") || !strcmp(p->table, "gpt"));
+	CHECK(!strcmp(p->table, "") || !strcmp(p->table, "dos") ||
+	      !strcmp(p->table, "gpt"));
 	CHECK((p->n == 0) == (p->part == NULL));
 	CHECK(p->n <= 255);
 	for (size_t i = 0; i < p->n; i++)
@@ -347,8 +352,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (fuzz_decode(data, size, &disk) < 0)
 		return -1; /* not an input: libFuzzer keeps it out of the corpus */
-	r = snapfs_partitions_read(disk_fd(&disk), disk.size, disk.sector_size, "fuzz", "vda",
-				   &p);
+	r = snapfs_partitions_read(disk_fd(&disk), disk.size, disk.sector_size, "fuzz",
+				   "vda", &p);
 	check_result(&disk, r, &p);
 	snapfs_partitions_free(&p);
 	return 0;

@@ -10,9 +10,9 @@
 #
 # The images are sparse files partitioned with sfdisk (no root, no loop
 # device), then some are broken on purpose with dd: GPT checksums, EBR
-# chains that loop, a table past 2 TiB.  Needs sfdisk and fdisk (fdisk) and mkfs.ext4
-# (e2fsprogs).  Output is the same from run to run but for the random GUIDs
-# sfdisk and mkfs.ext4 pick.
+# chains that loop, a table past 2 TiB.  Needs sfdisk and fdisk (fdisk) and
+# mkfs.ext4 (e2fsprogs).  Disk and partition ids, filesystem UUIDs and times
+# are fixed, so the output is the same from run to run.
 set -euo pipefail
 
 here=$(cd -- "$(dirname -- "$0")" && pwd)
@@ -100,6 +100,7 @@ pack() { # NAME SECTOR_SIZE
 
 image mbr-primaries 16M <<'S'
 label: dos
+label-id: 0x5eed0001
 start=2048, size=8192, type=83, bootable
 start=10240, type=82
 S
@@ -107,6 +108,7 @@ pack mbr-primaries 512
 
 image mbr-logicals 32M <<'S'
 label: dos
+label-id: 0x5eed0001
 start=2048, size=4096, type=83
 start=8192, size=24576, type=5
 start=10240, size=4096, type=83
@@ -117,6 +119,7 @@ pack mbr-logicals 512
 
 image mbr-4k 64M 4096 <<'S'
 label: dos
+label-id: 0x5eed0001
 start=256, size=2048, type=83
 start=4096, type=f
 start=4352, size=1024, type=83
@@ -125,24 +128,27 @@ pack mbr-4k 4096
 
 image gpt 16M <<'S'
 label: gpt
-start=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system"
-start=6144, size=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"
-start=14336, size=8192, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F
+label-id: 5EED0000-0000-4000-8000-000000000001
+start=2048, size=4096, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=5EED0000-0000-4000-8000-000000000101, name="EFI system"
+start=6144, size=8192, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5EED0000-0000-4000-8000-000000000102, name="root"
+start=14336, size=8192, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, uuid=5EED0000-0000-4000-8000-000000000103
 S
 pack gpt 512
 
 image gpt-4k 64M 4096 <<'S'
 label: gpt
-start=256, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
-start=2304, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+label-id: 5EED0000-0000-4000-8000-000000000001
+start=256, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5EED0000-0000-4000-8000-000000000104
+start=2304, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5EED0000-0000-4000-8000-000000000105
 S
 pack gpt-4k 4096
 
 image gpt-short-table 8M <<'S'
 label: gpt
+label-id: 5EED0000-0000-4000-8000-000000000001
 table-length: 4
 first-lba: 34
-start=40, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+start=40, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5EED0000-0000-4000-8000-000000000106
 S
 pack gpt-short-table 512
 
@@ -184,20 +190,44 @@ pack ebr-outside 512
 # would count in 32 bits.
 image mbr-past-2tib 3T 4096 <<'S'
 label: dos
+label-id: 0x5eed0001
 start=256, size=2048, type=83
 start=671088640, size=2048, type=83
 S
 pack mbr-past-2tib 4096
+
+# A FreeBSD slice (0xa5) holding a disklabel with two partitions, which
+# libblkid lists in a table nested in the slice.
+image mbr-bsd-label 8M <<'S'
+label: dos
+label-id: 0x5eed0001
+start=2048, size=2048, type=83
+start=4096, size=8192, type=a5
+S
+label=$((4096 * 512 + 512))
+put_le32 "$work/mbr-bsd-label" "$label" $((0x82564557))         # d_magic
+put_le32 "$work/mbr-bsd-label" $((label + 132)) $((0x82564557)) # d_magic2
+put_bytes "$work/mbr-bsd-label" $((label + 138)) 2 0            # d_npartitions
+put_le32 "$work/mbr-bsd-label" $((label + 148)) 1024            # a: size, offset, fstype
+put_le32 "$work/mbr-bsd-label" $((label + 152)) $((4096 + 16))
+put_bytes "$work/mbr-bsd-label" $((label + 160)) 7
+put_le32 "$work/mbr-bsd-label" $((label + 164)) 1024            # b
+put_le32 "$work/mbr-bsd-label" $((label + 168)) $((4096 + 16 + 1024))
+put_bytes "$work/mbr-bsd-label" $((label + 176)) 1
+pack mbr-bsd-label 512
 
 # An ext4 superblock in a partition, its label with a control byte and a
 # byte that is not UTF-8 (only the first 2 KiB of the filesystem are kept:
 # what libblkid reads).
 image ext4-label 4M <<'S'
 label: dos
+label-id: 0x5eed0001
 start=2048, size=4096, type=83
 S
 truncate -s 1M "$work/fs"
-mkfs.ext4 -q -F -L $'lab\x01el\xff' -b 1024 -N 16 -O ^has_journal,^resize_inode "$work/fs"
+E2FSPROGS_FAKE_TIME=1700000000 mkfs.ext4 -q -F -L $'lab\x01el\xff' -b 1024 -N 16 \
+	-O ^has_journal,^resize_inode -U 5eed0000-0000-4000-8000-000000000002 \
+	-E hash_seed=5eed0000-0000-4000-8000-000000000001 "$work/fs"
 dd if="$work/fs" of="$work/ext4-label" bs=1024 count=2 seek=1024 conv=notrunc status=none
 pack ext4-label 512
 

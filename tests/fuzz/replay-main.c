@@ -33,7 +33,8 @@ static int read_file(const char *path, uint8_t **data, size_t *len)
 	f = fopen(path, "rb");
 	if (!f)
 		goto out;
-	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0)
+	if (fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) < 0)
 		goto out;
 	*data = malloc(size ? (size_t)size : 1);
 	if (!*data || fread(*data, 1, (size_t)size, f) != (size_t)size)
@@ -116,12 +117,12 @@ static int pack(const char *ss_text, const char *image_path, const char *out_pat
 		fprintf(stderr, "replay: %s: %s\n", image_path, strerror(errno));
 		return 1;
 	}
-	r = fuzz_pack(fd, (uint64_t)st.st_size, (unsigned)strtoul(ss_text, NULL, 10), &out,
-		      &out_len);
+	r = fuzz_pack(fd, (uint64_t)st.st_size, (unsigned)strtoul(ss_text, NULL, 10),
+		      &out, &out_len);
 	close(fd);
 	if (r < 0) {
-		fprintf(stderr, "replay: cannot pack %s with %s-byte sectors: %s\n", image_path,
-			ss_text, strerror(-r));
+		fprintf(stderr, "replay: cannot pack %s with %s-byte sectors: %s\n",
+			image_path, ss_text, strerror(-r));
 		return 1;
 	}
 	f = fopen(out_path, "wb");
@@ -141,8 +142,9 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "--pack"))
 		return pack(argv[2], argv[3], argv[4]);
 	if (argc > 1 && argv[1][0] == '-') {
-		fprintf(stderr, "usage: %s [FILE|DIR]...\n"
-				"       %s --pack SECTOR_SIZE IMAGE OUTPUT\n",
+		fprintf(stderr,
+			"usage: %s [FILE|DIR]...\n"
+			"       %s --pack SECTOR_SIZE IMAGE OUTPUT\n",
 			argv[0], argv[0]);
 		return 2;
 	}

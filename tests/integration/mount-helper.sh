@@ -44,8 +44,11 @@ disk_sum=$(sha_file /dev/$vg/disk)
 xml=$TEST_TMPDIR/node.xml
 one_guest_xml "$xml" guest /dev/$vg/disk
 src=test://$xml
-mnt=$TEST_TMPDIR/mnt
-mkdir "$mnt"
+# Not under /dev/shm: systemd gives mounts there no local-fs.target
+# ordering, and the units below must be checked with it.
+mnt=/tmp/snapfs-mount-helper
+mkdir -p "$mnt"
+add_cleanup "rmdir '$mnt'"
 group=0
 if getent group backup >/dev/null; then group=backup; fi
 gid=$(getent group "$group" | cut -d: -f3)
@@ -76,7 +79,7 @@ gone() {
 # mounted_ok MNT: the mount is up, read-only, nosuid, nodev, of type
 # fuse.snapfs and source $src, and its snapfs is known as $pid.
 mounted_ok() {
-	local m=$1 line opts
+	local m=$1 line opts o
 	snapfs_mounted "$m" || fail "$m is not a snapfs mount"
 	line=$(awk -v m="$m" '$5 == m' /proc/self/mountinfo)
 	opts=$(awk '{ print $6 }' <<<"$line")
@@ -106,7 +109,9 @@ cleanup_mount() {
 		umount "$mnt" 2>/dev/null || fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt"
 	fi
 	if [ -n "$pid" ] && ! wait_for -t 60 gone "$pid"; then
-		kill -TERM "$pid"
+		# still mounted in another namespace (mount -N), or stuck
+		nsenter -t "$pid" -m umount "$mnt" 2>/dev/null || kill -TERM "$pid"
+		wait_for -t 60 gone "$pid"
 		return 1
 	fi
 }
@@ -193,7 +198,8 @@ log "fstab line, remount refused: ok"
 unshare --mount --propagation unchanged sleep 600 &
 holder=$!
 add_cleanup "kill $holder 2>/dev/null || true"
-wait_for test "$(readlink /proc/$holder/ns/mnt)" != "$(readlink /proc/self/ns/mnt)"
+in_other_ns() { [ "$(readlink "/proc/$1/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ]; }
+wait_for in_other_ns "$holder" || fail "unshare did not make a mount namespace"
 mount -N "$holder" -t snapfs "$src" "$mnt" || fail "mount -N failed"
 ! snapfs_mounted "$mnt" || fail "mount -N mounted in our namespace"
 grep -q " $mnt .* - fuse.snapfs " "/proc/$holder/mountinfo" ||
@@ -217,15 +223,20 @@ log "mount --namespace: ok"
 mount_unit_ok() {
 	local unit=$1 dir what where type options out bad
 	dir=$(dirname -- "$unit")
-	# Debian's libvirtd.service comes after local-fs.target and
-	# remote-fs.target: ordered after it, a unit must not be before them.
+	# At boot the unit starts along with libvirtd, which Debian orders after
+	# local-fs.target and remote-fs.target: the unit, ordered after
+	# libvirtd, must not be ordered before them (nofail sees to that).
+	# Without libvirtd.service here, a stand-in with its ordering.
 	if [ ! -e /lib/systemd/system/libvirtd.service ] &&
 		[ ! -e /usr/lib/systemd/system/libvirtd.service ]; then
 		printf '%s\n' '[Unit]' 'Description=stand-in for libvirtd.service (its ordering)' \
 			'After=network.target local-fs.target remote-fs.target' \
 			'[Service]' 'ExecStart=/bin/true' >"$dir/libvirtd.service"
 	fi
-	out=$(SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no "$unit" 2>&1) ||
+	printf '%s\n' '[Unit]' 'Description=what boot starts' \
+		"Wants=$(basename -- "$unit") libvirtd.service" >"$dir/snapfs-test-boot.target"
+	out=$(SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no "$unit" \
+		"$dir/snapfs-test-boot.target" 2>&1) ||
 		fail "systemd-analyze verify $unit: $(grep -v '^[[:space:]]' <<<"$out" | tail -n 20)"
 	bad=$(grep -E 'ordering cycle|Unknown (key|section)|bad unit file|Refusing' <<<"$out") &&
 		fail "systemd-analyze verify $unit: $bad"
