@@ -34,7 +34,7 @@ echo "$status"
 snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot $mnt/web/vda.raw)
 grep -q "^guest: web$" <<<"$status" || fail "no guest line"
 grep -q "^  open files: 2$" <<<"$status" || fail "open files"
-grep -q "^  consistency: crash$" <<<"$status" || fail "consistency"
+grep -q "^  consistency: frozen$" <<<"$status" || fail "consistency"
 grep -q "^  age: [0-9]*s$" <<<"$status" || fail "age"
 grep -q "^  disk: vda.raw origin=$vg/web snapshot=$snap cow=[0-9]*%$" <<<"$status" || fail "disk line"
 pct=$(sed -n 's/.* cow=\([0-9]*\)%$/\1/p' <<<"$status")
