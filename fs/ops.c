@@ -241,6 +241,14 @@ fail:
 	return rc;
 }
 
+/* Does the guest of n hold a set now? */
+static bool guest_held(const struct snapfs_node *n)
+{
+	struct snapfs_held held;
+
+	return snapfs_snapset_held(n->guest->dir, n->disk->file, 0, &held) == 0;
+}
+
 /* open: the first open of any file of a guest snapshots all its disks. */
 static int op_open(const char *path, struct fuse_file_info *fi)
 {
@@ -253,6 +261,20 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	rc = snapfs_node_lookup(path, &n);
 	if (rc < 0)
 		return rc;
+	if ((n.kind == NODE_DISK || n.kind == NODE_PART) && !guest_held(&n)) {
+		/* A new set: resolve the guest's disks again now, not from a
+		 * listing that may be seconds old (an LV swapped meanwhile). */
+		struct snapfs_catalog *fresh;
+
+		snapfs_node_put(&n);
+		rc = snapfs_catalog_get_fresh(&fresh);
+		if (rc < 0)
+			return rc;
+		snapfs_catalog_put(fresh);
+		rc = snapfs_node_lookup(path, &n);
+		if (rc < 0)
+			return rc;
+	}
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		rc = -ENOMEM;

@@ -294,9 +294,28 @@ static struct snapfs_catalog *take_current(bool only_fresh)
 	return c;
 }
 
-int snapfs_catalog_get(struct snapfs_catalog **out)
+/* Discover and publish a new catalog; called with refresh_lock held.
+ * Returns it with a reference for the caller. */
+static int refresh_locked(struct snapfs_catalog **out)
 {
 	struct snapfs_catalog *c, *old;
+	int rc = discover(&c);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&catalog_lock);
+	old = current;
+	current = c;
+	c->refs++;
+	pthread_mutex_unlock(&catalog_lock);
+	if (old)
+		snapfs_catalog_put(old);
+	*out = c;
+	return 0;
+}
+
+int snapfs_catalog_get(struct snapfs_catalog **out)
+{
 	int rc;
 
 	if ((*out = take_current(true)))
@@ -313,27 +332,43 @@ int snapfs_catalog_get(struct snapfs_catalog **out)
 		pthread_mutex_unlock(&refresh_lock);
 		return 0;
 	}
-	rc = discover(&c);
+	rc = refresh_locked(out);
+	pthread_mutex_unlock(&refresh_lock);
 	if (rc < 0) {
-		pthread_mutex_unlock(&refresh_lock);
-		/* Keep serving what we saw last rather than failing a backup. */
+		/* Keep serving what we saw last rather than failing a listing. */
 		if ((*out = take_current(false))) {
 			snapfs_warn("guest discovery failed (%s); serving the previous list",
 				    strerror(-rc));
 			return 0;
 		}
-		return rc;
 	}
-	pthread_mutex_lock(&catalog_lock);
-	old = current;
-	current = c;
-	c->refs++;
-	pthread_mutex_unlock(&catalog_lock);
+	return rc;
+}
+
+int snapfs_catalog_get_fresh(struct snapfs_catalog **out)
+{
+	struct timespec start;
+	struct snapfs_catalog *c;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &start);
+	pthread_mutex_lock(&refresh_lock);
+	c = take_current(false);
+	/* A discovery that began after we were asked will do. */
+	if (c && (c->stamp.tv_sec > start.tv_sec ||
+		  (c->stamp.tv_sec == start.tv_sec && c->stamp.tv_nsec > start.tv_nsec))) {
+		pthread_mutex_unlock(&refresh_lock);
+		*out = c;
+		return 0;
+	}
+	snapfs_catalog_put(c);
+	rc = refresh_locked(out);
 	pthread_mutex_unlock(&refresh_lock);
-	if (old)
-		snapfs_catalog_put(old);
-	*out = c;
-	return 0;
+	if (rc < 0)
+		snapfs_error("guest discovery failed (%s): no snapshot is taken from a list "
+			     "that may be out of date",
+			     strerror(-rc));
+	return rc;
 }
 
 void snapfs_catalog_put(struct snapfs_catalog *c)

@@ -270,6 +270,9 @@ void snapfs_catalog_shutdown(void);
  * NULL on success; drop it with snapfs_catalog_put. */
 int snapfs_catalog_get(struct snapfs_catalog **out);
 void snapfs_catalog_put(struct snapfs_catalog *c);
+/* A catalog discovered after this call began (never a cached one): a new
+ * snapshot set is made from disks resolved at open.  0 or -errno. */
+int snapfs_catalog_get_fresh(struct snapfs_catalog **out);
 const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
 						const char *dir);
 const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,

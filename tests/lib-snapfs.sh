@@ -39,7 +39,10 @@ snapfs_start() {
 	add_cleanup "snapfs_stop '$mnt'"
 	wait_for -t 60 test -s "$SNAPFS_LOG.pid" || fail "snapfs did not start"
 	SNAPFS_PID=$(cat "$SNAPFS_LOG.pid")
-	if ! wait_for -t 120 snapfs_mounted_or_gone "$mnt" || ! snapfs_mounted "$mnt"; then
+	# valgrind under an emulated CPU starts snapfs in minutes, not seconds.
+	local patience=120
+	[ "${SNAPFS_VALGRIND:-}" != 1 ] || patience=900
+	if ! wait_for -t $patience snapfs_mounted_or_gone "$mnt" || ! snapfs_mounted "$mnt"; then
 		cat "$SNAPFS_LOG" >&2
 		fail "snapfs did not mount $mnt"
 	fi
@@ -58,7 +61,8 @@ snapfs_mounted_or_gone() {
 # snapfs_wait_exit: wait (bounded) for snapfs to exit; fail if it, or
 # valgrind, reported an error.
 snapfs_wait_exit() {
-	wait_for -t 120 test -e "$SNAPFS_LOG.rc" || fail "snapfs did not exit"
+	wait_for -t $([ "${SNAPFS_VALGRIND:-}" = 1 ] && echo 900 || echo 120) test -e "$SNAPFS_LOG.rc" ||
+		fail "snapfs did not exit"
 	local rc
 	rc=$(cat "$SNAPFS_LOG.rc")
 	if [ "$rc" != 0 ]; then
@@ -142,7 +146,7 @@ sha_file() {
 # asynchronously; wait (bounded) for the count to settle at N.
 wait_snapfs_lvs() {
 	local i
-	for i in $(seq 300); do
+	for i in $(seq $([ "${SNAPFS_VALGRIND:-}" = 1 ] && echo 3000 || echo 300)); do
 		[ "$(snapfs_lv_count "$1")" = "$2" ] && return 0
 		sleep 0.1
 	done
