@@ -111,6 +111,7 @@ out_unmount:
 	fuse_unmount(fuse);
 	/* Every snapshot goes, open files or not, before we exit. */
 	snapfs_snapset_shutdown();
+	snapfs_fs_free_handles();
 	snapfs_info("unmounted %s", o->mountpoint);
 out_destroy:
 	fuse_destroy(fuse);

@@ -30,7 +30,48 @@ struct handle {
 	struct timespec stamp;
 	char *data; /* domain.xml; the path of an open directory */
 	bool dir;
+	struct handle *prev, *next; /* in open_handles */
 };
+
+/* Every open file's handle, so that those the kernel never releases (an
+ * unmount with files open) are freed at the end.  Under handles_lock. */
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *open_handles;
+
+static void handle_track(struct handle *h)
+{
+	pthread_mutex_lock(&handles_lock);
+	h->next = open_handles;
+	if (open_handles)
+		open_handles->prev = h;
+	open_handles = h;
+	pthread_mutex_unlock(&handles_lock);
+}
+
+static void handle_untrack(struct handle *h)
+{
+	pthread_mutex_lock(&handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		open_handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&handles_lock);
+}
+
+void snapfs_fs_free_handles(void)
+{
+	pthread_mutex_lock(&handles_lock);
+	while (open_handles) {
+		struct handle *h = open_handles;
+
+		open_handles = h->next;
+		free(h->data);
+		free(h);
+	}
+	pthread_mutex_unlock(&handles_lock);
+}
 
 static void fill_common(struct stat *st, bool dir, struct timespec stamp)
 {
@@ -156,6 +197,7 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	h->dir = true;
 	h->fd = -1;
+	handle_track(h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
@@ -164,6 +206,7 @@ static int op_releasedir(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+	handle_untrack(h);
 	free(h->data);
 	free(h);
 	return 0;
@@ -309,6 +352,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 		free(h);
 		goto out;
 	}
+	handle_track(h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = 0; /* a new snapshot may hold new bytes */
 	fi->noflush = 1;
@@ -370,6 +414,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+	handle_untrack(h);
 	if (h->set)
 		snapfs_snapset_release(h->set);
 	free(h->data);

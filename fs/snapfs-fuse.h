@@ -64,6 +64,9 @@ int snapfs_node_disk_parts(const struct snapfs_guest *g, const struct snapfs_dis
 /* ---- ops.c ------------------------------------------------------------- */
 
 extern const struct fuse_operations snapfs_ops;
+/* After unmount: free the handles of files the kernel never released (their
+ * sets are gone with snapfs_snapset_shutdown). */
+void snapfs_fs_free_handles(void);
 /* Settings the ops read; set before the mount, read-only after. */
 extern struct snapfs_opts *snapfs_fs_opts;
 
