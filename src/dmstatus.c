@@ -49,13 +49,14 @@ int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
 {
 	union {
 		struct dm_ioctl io;
-		char buf[16384];
+		char buf[4096]; /* one target's status line fits easily */
 	} u;
 	struct dm_target_spec *spec;
 
 	if (control_fd < 0)
 		return -ENODEV;
-	memset(&u.io, 0, sizeof(u.io));
+	/* All of it: the kernel fills what it writes, but nothing says which. */
+	memset(&u, 0, sizeof(u));
 	u.io.version[0] = DM_VERSION_MAJOR;
 	u.io.version[1] = 0;
 	u.io.version[2] = 0;
