@@ -3,8 +3,9 @@
  * The loop is multithreaded: any op may run beside any other.  Ops hold no
  * lock of their own; what they share lives in src/ (the catalog and the
  * snapshot sets, each with its own lock).  A handle (fi->fh) belongs to one
- * open file and is read-only between open and release; reads of it run in
- * parallel with pread-style fd buffers, so readers never serialize.
+ * open file and is read-only between open and release (but for its links in
+ * open_handles, under handles_lock); reads pread from the snapshot's fd, so
+ * readers, of one file or of many guests, never serialize.
  */
 #include "config.h"
 
