@@ -400,7 +400,11 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			read_error(h, (uint64_t)off + done, n < 0 ? errno : 0);
+			int err = n < 0 ? errno : 0;
+
+			/* An invalidated snapshot fails its reads: say that, once. */
+			if (snapfs_snapset_check(h->set, h->disk) == 0)
+				read_error(h, (uint64_t)off + done, err);
 			return -EIO;
 		}
 		done += (size_t)n;
