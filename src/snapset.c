@@ -108,6 +108,18 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 	}
 }
 
+/* "vda.raw=vg/snap, vdb.raw=vg/snap" for log lines. */
+static void describe_disks(const struct snapfs_snapset *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < s->n && o < outlen; i++)
+		o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s/%s", i ? ", " : "",
+				      s->disk[i].file, s->disk[i].vg,
+				      s->disk[i].snap[0] ? s->disk[i].snap : "(none)");
+}
+
 static void destroy_set(struct snapfs_snapset *s)
 {
 	struct timespec t0, now = snapfs_stamp_next();
@@ -116,10 +128,12 @@ static void destroy_set(struct snapfs_snapset *s)
 	last_release = now;
 	pthread_mutex_unlock(&sets_lock);
 
+	char list[512];
+
+	describe_disks(s, list, sizeof(list));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	remove_disks(s, s->n);
-	snapfs_info("guest %s: snapshot set of %zu disk(s) removed in %.2fs", s->name, s->n,
-		    elapsed(&t0));
+	snapfs_info("guest %s: snapshot set removed in %.2fs: %s", s->name, elapsed(&t0), list);
 	free_set(s);
 }
 
@@ -396,12 +410,9 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 	pthread_cond_broadcast(&sets_cond);
 	pthread_mutex_unlock(&sets_lock);
 
-	char list[512] = "";
-	size_t o = 0;
+	char list[512];
 
-	for (size_t i = 0; i < s->n && o < sizeof(list); i++)
-		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s=%s/%s", i ? ", " : "",
-				      s->disk[i].file, s->disk[i].vg, s->disk[i].snap);
+	describe_disks(s, list, sizeof(list));
 	snapfs_info("guest %s: snapshot set created in %.2fs: %s", s->name, elapsed(&t0), list);
 	*out = s;
 	return 0;
