@@ -8,7 +8,7 @@ build=${SNAPFS_BUILD_DIR:-$top/build}
 
 "$top/tests/install-deps.sh"
 cd "$top"
-[ -x configure ] || autoreconf -fi >/dev/null
+[ -x configure ] || autoreconf -fi >/dev/null 2>&1
 mkdir -p "$build"
 cd "$build"
 [ -f Makefile ] || "$top/configure" -q
