@@ -41,7 +41,7 @@ wait_snapfs_lvs $vg 0
 # 8 readers opening and closing one file, overlapping (scaled to the VM:
 # every cycle that finds the set released makes a new one).
 for r in $(seq 8); do
-	(for c in $(seq 6); do
+	(for c in $(seq 3); do
 		head -c 65536 $mnt/g01/vda.raw >/dev/null || exit 1
 	done) &
 	pids+=($!)
