@@ -1,6 +1,7 @@
 /* Small helpers for tests/bench/bench.sh, built by it with $CC:
  *
- *   benchtool fill BYTES [SEED]      BYTES of incompressible bytes on stdout
+ *   benchtool fill BYTES SEED [DEV]  BYTES of incompressible bytes, on stdout
+ *                                    or written to DEV with O_DIRECT
  *   benchtool dmstatus DM_NAME N     the cost of N DM_TABLE_STATUS ioctls,
  *                                    as snapfs makes them after every read
  *
@@ -35,11 +36,20 @@ static uint64_t splitmix(uint64_t *x)
 	return z ^ (z >> 31);
 }
 
-static int fill(uint64_t bytes, uint64_t seed)
+static int fill(uint64_t bytes, uint64_t seed, const char *dev)
 {
 	enum { CHUNK = 1 << 20 };
-	static uint64_t buf[CHUNK / 8];
+	static uint64_t buf[CHUNK / 8] __attribute__((aligned(4096)));
 	uint64_t s[4];
+	int fd = STDOUT_FILENO;
+
+	/* O_DIRECT: the device's page cache stays empty, which also saves the
+	 * VM's memory; a pipe or a file system without it gets plain writes. */
+	if (dev && (fd = open(dev, O_WRONLY | O_DIRECT | O_CLOEXEC)) < 0 &&
+	    (fd = open(dev, O_WRONLY | O_CLOEXEC)) < 0) {
+		perror(dev);
+		return 1;
+	}
 
 	for (int i = 0; i < 4; i++)
 		s[i] = splitmix(&seed);
@@ -58,7 +68,7 @@ static int fill(uint64_t bytes, uint64_t seed)
 			s[3] = rotl(s[3], 45);
 		}
 		for (size_t done = 0; done < len;) {
-			ssize_t n = write(STDOUT_FILENO, (char *)buf + done, len - done);
+			ssize_t n = write(fd, (char *)buf + done, len - done);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -69,6 +79,10 @@ static int fill(uint64_t bytes, uint64_t seed)
 			done += (size_t)n;
 		}
 		bytes -= len;
+	}
+	if (dev && (fsync(fd) < 0 || close(fd) < 0)) {
+		perror(dev);
+		return 1;
 	}
 	return 0;
 }
@@ -126,11 +140,11 @@ static int dmstatus(const char *name, long n)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && !strcmp(argv[1], "fill"))
-		return fill(strtoull(argv[2], NULL, 0),
-			    argc > 3 ? strtoull(argv[3], NULL, 0) : 0x5eed);
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "fill"))
+		return fill(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
+			    argc == 5 ? argv[4] : NULL);
 	if (argc == 4 && !strcmp(argv[1], "dmstatus"))
 		return dmstatus(argv[2], strtol(argv[3], NULL, 0));
-	fprintf(stderr, "usage: %s fill BYTES [SEED] | dmstatus DM_NAME N\n", argv[0]);
+	fprintf(stderr, "usage: %s fill BYTES SEED [DEV] | dmstatus DM_NAME N\n", argv[0]);
 	return 2;
 }
