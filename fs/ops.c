@@ -373,14 +373,13 @@ static void read_error(struct handle *h, uint64_t off, int err)
 		     err ? strerror(err) : "unexpected end of device");
 }
 
-/* read: from the snapshot device at the file's offset, EOF at the file's
- * end.  The snapshot's health is checked after the bytes are read, so a
- * read that raced with a COW overflow fails instead of returning bytes
- * written after the snapshot. */
-static int op_read(const char *path, char *buf, size_t size, off_t off,
-		   struct fuse_file_info *fi)
+/* The bytes of a file at off: from the snapshot device at the file's
+ * offset, EOF at the file's end.  The snapshot's health is checked after
+ * the bytes are read, so a read that raced with a COW overflow fails
+ * instead of returning bytes written after the snapshot.  Bytes read, or
+ * -errno. */
+static int read_into(struct handle *h, char *buf, size_t size, off_t off)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	size_t done = 0;
 
 	if (off < 0)
@@ -394,8 +393,8 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 		return (int)size;
 	}
 	while (done < size) {
-		ssize_t n = pread(h->fd, buf + done, size - done,
-				  (off_t)(h->start + (uint64_t)off + done));
+		ssize_t n = snapfs_device_pread(h->disk, buf + done, size - done,
+						h->start + (uint64_t)off + done);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -412,6 +411,35 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 	if (snapfs_snapset_check(h->set, h->disk) < 0)
 		return -EIO;
 	return (int)done;
+}
+
+/* read_buf: every read.  Into a buffer of our own, aligned so that the
+ * snapshot can be read with O_DIRECT (its bytes are then cached once, by
+ * FUSE, not also under the snapshot device); libfuse copies it into the
+ * reply and frees it.  Not an fd buffer for libfuse to splice: the bytes
+ * must be read before the health check, not after. */
+static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fuse_bufvec *bv = malloc(sizeof(*bv));
+	void *mem = NULL;
+	int n;
+
+	if (!bv || posix_memalign(&mem, SNAPFS_DIRECT_ALIGN, size ? size : 1)) {
+		free(bv);
+		return -ENOMEM;
+	}
+	n = read_into(h, mem, size, off);
+	if (n < 0) {
+		free(mem);
+		free(bv);
+		return n;
+	}
+	*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n);
+	bv->buf[0].mem = mem;
+	*bufp = bv;
+	return 0;
 }
 
 /* release: the last release of a guest's files removes its snapshots. */
@@ -611,7 +639,8 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->entry_timeout = 1;
 	cfg->attr_timeout = 1;
 	cfg->negative_timeout = 0;
-	conn->max_readahead = 4 << 20;
+	/* No max_readahead: the kernel takes none larger than the 128 KiB it
+	 * proposes; the window is widened in sysfs instead (readahead.c). */
 	return NULL;
 }
 
@@ -622,7 +651,7 @@ const struct fuse_operations snapfs_ops = {
 	.readdir = op_readdir,
 	.releasedir = op_releasedir,
 	.open = op_open,
-	.read = op_read,
+	.read_buf = op_read_buf,
 	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

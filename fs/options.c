@@ -1,6 +1,7 @@
 /* Command line and mount options. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <stddef.h>
@@ -13,7 +14,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_SINGLE, KEY_CLEANUP
 
 struct parse_state {
 	struct snapfs_opts *o;
-	char *linger, *cache, *lvm_timeout, *debug_areas, *freeze, *freeze_timeout;
+	char *linger, *cache, *lvm_timeout, *debug_areas, *freeze, *freeze_timeout, *readahead;
 	char *positional[3];
 	int npositional;
 };
@@ -26,6 +27,7 @@ static const struct fuse_opt spec[] = {
 	OPT("debug_areas=%s", debug_areas),
 	OPT("freeze=%s", freeze),
 	OPT("freeze_timeout=%s", freeze_timeout),
+	OPT("readahead=%s", readahead),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -178,6 +180,19 @@ static int finish(struct parse_state *st)
 		}
 		o->freeze_timeout = (unsigned)v;
 	}
+	if (st->readahead) {
+		char *end;
+		unsigned long kib;
+
+		errno = 0;
+		kib = strtoul(st->readahead, &end, 10);
+		if (!isdigit((unsigned char)st->readahead[0]) || *end || errno || kib > 65536) {
+			fprintf(stderr, "snapfs: readahead=%s: expected KiB from 0 to 65536\n",
+				st->readahead);
+			return -EINVAL;
+		}
+		o->readahead = (unsigned)kib;
+	}
 	unsigned areas = 0;
 
 	if (st->debug_areas && snapfs_log_parse_areas(st->debug_areas, &areas) < 0) {
@@ -224,6 +239,7 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 	o->lvm_timeout = 120;
 	o->freeze = SNAPFS_FREEZE_AUTO;
 	o->freeze_timeout = 10;
+	o->readahead = SNAPFS_READAHEAD_KB;
 	*rest = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
 	if (fuse_opt_parse(&args, o, spec_direct, NULL) < 0 ||
 	    fuse_opt_parse(&args, &st, spec, on_arg) < 0) {
@@ -241,6 +257,7 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 	free(st.debug_areas);
 	free(st.freeze);
 	free(st.freeze_timeout);
+	free(st.readahead);
 	if (rc < 0) {
 		fuse_opt_free_args(&args);
 		return rc;
@@ -285,6 +302,8 @@ void snapfs_opts_usage(const char *prog)
 	       "                           while its snapshots are made: auto (default; if\n"
 	       "                           the agent fails, crash-consistent), require, off\n"
 	       "    -o freeze_timeout=SECONDS  how long the agent may take (default 10)\n"
+	       "    -o readahead=KIB       the mount's readahead window (default 4096;\n"
+	       "                           0: the kernel's, 128)\n"
 	       "    -o debug_areas=AREAS   debug lines for lvm:guests:snapshot:partitions:fuse\n"
 	       "                           or all (also SNAPFS_DEBUG=AREAS)\n"
 	       "    -o allow_other         let other users in (with default_permissions)\n"

@@ -19,6 +19,7 @@ struct snapfs_opts {
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */
 	enum snapfs_freeze_mode freeze; /* -o freeze=auto|require|off */
 	unsigned freeze_timeout; /* -o freeze_timeout=SECONDS */
+	unsigned readahead;    /* -o readahead=KIB, 0: the kernel's */
 	char *gid_text;        /* -o gid=GROUP */
 	gid_t gid;
 	unsigned debug_mask;   /* -o debug_areas=, -d */
@@ -35,6 +36,18 @@ struct snapfs_opts {
 int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_args *rest);
 void snapfs_opts_free(struct snapfs_opts *o);
 void snapfs_opts_usage(const char *prog);
+
+/* ---- readahead.c ------------------------------------------------------- */
+
+/* Default of -o readahead=KIB: 1 MiB requests (the most FUSE sends) with a
+ * few in flight. */
+#define SNAPFS_READAHEAD_KB 4096
+/* Set the readahead window of the snapfs mount on mountpoint to kib, from
+ * a thread that waits for the kernel's init to be answered: call after the
+ * mount, before the loop.  Failures are logged, never fatal. */
+void snapfs_fs_readahead_start(const char *mountpoint, unsigned kib);
+/* After the unmount: wait for that thread. */
+void snapfs_fs_readahead_join(void);
 
 /* ---- tree.c ------------------------------------------------------------ */
 

@@ -3,15 +3,22 @@
  * older than the cache time so that ls -lR and rsync don't hammer libvirt
  * or LVM, and a guest defined later shows up without a remount.
  *
- * Locking: catalog_lock protects `current` and every catalog's refs.
- * refresh_lock serializes discoveries; it is held across the libvirt and
- * lvs calls, but never together with catalog_lock.  While one discovery
- * runs, everyone else is served the previous catalog, so a lookup waits on
- * a discovery only at the very first one.
+ * A catalog's age counts from its publication.  Once it is older than
+ * the cache time, the next request starts one discovery in a background
+ * thread and is served the catalog it has meanwhile, as is everyone else
+ * until the new one is published: a lookup waits on a discovery only at
+ * the very first one (or with -o cache=0, which asks for a discovery at
+ * every request), so ls -lR of a large host never waits on libvirt.
+ *
+ * Locking: catalog_lock protects `current`, every catalog's refs and
+ * published, and the background flags.  refresh_lock serializes
+ * discoveries; it is held across the libvirt and lvs calls, but never
+ * together with catalog_lock.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +26,10 @@
 
 static pthread_mutex_t catalog_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t background_done = PTHREAD_COND_INITIALIZER;
 static struct snapfs_catalog *current; /* under catalog_lock */
+static bool background;                /* a background discovery runs; catalog_lock */
+static bool stopping;                  /* no new background discovery; catalog_lock */
 static struct snapfs_source source;    /* read-only after init */
 static double cache_seconds;           /* read-only after init */
 
@@ -268,16 +278,24 @@ int snapfs_catalog_init(const struct snapfs_source *src, double seconds)
 	return 0;
 }
 
-static bool fresh(const struct snapfs_catalog *c)
+static struct timespec monotonic_now(void)
 {
 	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now;
+}
+
+/* Called with catalog_lock held. */
+static bool fresh(const struct snapfs_catalog *c)
+{
+	struct timespec now = monotonic_now();
 	double age;
 
 	if (!c)
 		return false;
-	clock_gettime(CLOCK_REALTIME, &now);
-	age = (double)(now.tv_sec - c->stamp.tv_sec) +
-	      (double)(now.tv_nsec - c->stamp.tv_nsec) / 1e9;
+	age = (double)(now.tv_sec - c->published.tv_sec) +
+	      (double)(now.tv_nsec - c->published.tv_nsec) / 1e9;
 	return age >= 0 && age < cache_seconds;
 }
 
@@ -304,6 +322,7 @@ static int refresh_locked(struct snapfs_catalog **out)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&catalog_lock);
+	c->published = monotonic_now();
 	old = current;
 	current = c;
 	c->refs++;
@@ -314,12 +333,60 @@ static int refresh_locked(struct snapfs_catalog **out)
 	return 0;
 }
 
-int snapfs_catalog_get(struct snapfs_catalog **out)
+/* The background discovery: publishes a new catalog, or keeps the old one
+ * another cache time when the discovery fails, so that a failing libvirt
+ * is not asked again at every request. */
+static void *refresh_thread(void *arg)
+{
+	struct snapfs_catalog *c = NULL;
+	int rc;
+
+	pthread_mutex_lock(&refresh_lock);
+	rc = refresh_locked(&c);
+	pthread_mutex_unlock(&refresh_lock);
+	snapfs_catalog_put(c);
+	if (rc < 0)
+		snapfs_warn("guest discovery failed (%s); serving the previous list",
+			    strerror(-rc));
+	pthread_mutex_lock(&catalog_lock);
+	if (rc < 0 && current)
+		current->published = monotonic_now();
+	background = false;
+	pthread_cond_broadcast(&background_done);
+	pthread_mutex_unlock(&catalog_lock);
+	return NULL;
+}
+
+static void start_background(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	int rc;
+
+	/* Signals stay with the FUSE loop's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, refresh_thread, NULL);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		return;
+	snapfs_warn("no thread for guest discovery (%s); serving the previous list",
+		    strerror(rc));
+	pthread_mutex_lock(&catalog_lock);
+	background = false;
+	pthread_cond_broadcast(&background_done);
+	pthread_mutex_unlock(&catalog_lock);
+}
+
+/* The first discovery, and every one with -o cache=0: in the caller. */
+static int get_sync(struct snapfs_catalog **out)
 {
 	int rc;
 
-	if ((*out = take_current(true)))
-		return 0;
 	/* A discovery is under way (it may wait on libvirt or on a VG lock that
 	 * another guest's lvcreate holds): serve what we saw last meanwhile. */
 	if (pthread_mutex_trylock(&refresh_lock) != 0) {
@@ -334,15 +401,35 @@ int snapfs_catalog_get(struct snapfs_catalog **out)
 	}
 	rc = refresh_locked(out);
 	pthread_mutex_unlock(&refresh_lock);
-	if (rc < 0) {
+	if (rc < 0 && (*out = take_current(false))) {
 		/* Keep serving what we saw last rather than failing a listing. */
-		if ((*out = take_current(false))) {
-			snapfs_warn("guest discovery failed (%s); serving the previous list",
-				    strerror(-rc));
-			return 0;
-		}
+		snapfs_warn("guest discovery failed (%s); serving the previous list",
+			    strerror(-rc));
+		return 0;
 	}
 	return rc;
+}
+
+int snapfs_catalog_get(struct snapfs_catalog **out)
+{
+	bool start = false;
+
+	*out = NULL;
+	if (cache_seconds > 0) {
+		pthread_mutex_lock(&catalog_lock);
+		if (current) {
+			*out = current;
+			current->refs++;
+			if (!fresh(current) && !background && !stopping)
+				start = background = true;
+		}
+		pthread_mutex_unlock(&catalog_lock);
+	}
+	if (start)
+		start_background();
+	if (*out)
+		return 0;
+	return get_sync(out);
 }
 
 int snapfs_catalog_get_fresh(struct snapfs_catalog **out)
@@ -391,6 +478,9 @@ void snapfs_catalog_shutdown(void)
 	struct snapfs_catalog *c;
 
 	pthread_mutex_lock(&catalog_lock);
+	stopping = true;
+	while (background)
+		pthread_cond_wait(&background_done, &catalog_lock);
 	c = current;
 	current = NULL;
 	pthread_mutex_unlock(&catalog_lock);

@@ -45,37 +45,58 @@ static void parse_status(const char *type, const char *status, struct snapfs_cow
 	}
 }
 
+/* One DM_TABLE_STATUS into buf of len bytes; 1 when the kernel wants a
+ * larger buffer. */
+static int table_status(const char *dm_name, char *buf, size_t len, struct snapfs_cow *out)
+{
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+	struct dm_target_spec *spec;
+
+	/* All of it: the kernel fills what it writes, but nothing says which. */
+	memset(buf, 0, len);
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = (uint32_t)len;
+	io->data_start = sizeof(*io);
+	/* Status without flushing: we only read it. */
+	io->flags = DM_NOFLUSH_FLAG;
+	strcpy(io->name, dm_name);
+	if (ioctl(control_fd, DM_TABLE_STATUS, io) < 0)
+		return -errno;
+	if (io->flags & DM_BUFFER_FULL_FLAG)
+		return 1;
+	if (io->target_count < 1 || io->data_start + sizeof(*spec) > io->data_size ||
+	    io->data_size > len)
+		return -EIO;
+	spec = (struct dm_target_spec *)(buf + io->data_start);
+	/* The status text follows the spec, NUL-terminated inside data_size. */
+	buf[len - 1] = '\0';
+	spec->target_type[sizeof(spec->target_type) - 1] = '\0';
+	parse_status(spec->target_type, (const char *)(spec + 1), out);
+	return 0;
+}
+
+/* Called after every read: the kernel copies the whole buffer in and out,
+ * so a small one (a snapshot's status is one short line) is tried first. */
 int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
 {
 	union {
 		struct dm_ioctl io;
-		char buf[4096]; /* one target's status line fits easily */
-	} u;
-	struct dm_target_spec *spec;
+		char buf[1024];
+	} small;
+	CLEANUP_FREE char *big = NULL;
+	enum { BIG = 16384 };
+	int rc;
 
 	if (control_fd < 0)
 		return -ENODEV;
-	/* All of it: the kernel fills what it writes, but nothing says which. */
-	memset(&u, 0, sizeof(u));
-	u.io.version[0] = DM_VERSION_MAJOR;
-	u.io.version[1] = 0;
-	u.io.version[2] = 0;
-	u.io.data_size = sizeof(u);
-	u.io.data_start = sizeof(u.io);
-	/* Status without flushing: we only read it. */
-	u.io.flags = DM_NOFLUSH_FLAG;
-	if (strlen(dm_name) >= sizeof(u.io.name))
+	if (strlen(dm_name) >= sizeof(small.io.name))
 		return -ENAMETOOLONG;
-	strcpy(u.io.name, dm_name);
-	if (ioctl(control_fd, DM_TABLE_STATUS, &u.io) < 0)
-		return -errno;
-	if ((u.io.flags & DM_BUFFER_FULL_FLAG) || u.io.target_count < 1 ||
-	    u.io.data_start + sizeof(*spec) > u.io.data_size)
-		return -EIO;
-	spec = (struct dm_target_spec *)(u.buf + u.io.data_start);
-	/* The status text follows the spec, NUL-terminated inside data_size. */
-	u.buf[sizeof(u) - 1] = '\0';
-	spec->target_type[sizeof(spec->target_type) - 1] = '\0';
-	parse_status(spec->target_type, (const char *)(spec + 1), out);
-	return 0;
+	rc = table_status(dm_name, small.buf, sizeof(small), out);
+	if (rc <= 0)
+		return rc;
+	big = malloc(BIG);
+	if (!big)
+		return -ENOMEM;
+	rc = table_status(dm_name, big, BIG, out);
+	return rc > 0 ? -EIO : rc;
 }

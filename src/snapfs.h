@@ -199,6 +199,18 @@ int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_p
 /* Open a block device (or, in tests, a regular file) read-only; *size gets
  * its size in bytes.  Returns the fd or -errno. */
 int snapfs_device_open(const char *path, uint64_t *size);
+/* Buffers for snapfs_device_pread are aligned to this to use O_DIRECT. */
+#define SNAPFS_DIRECT_ALIGN 4096
+/* A second, O_DIRECT descriptor of the block device open as fd, so that its
+ * bytes are not cached twice (in the device's page cache and in FUSE's);
+ * *align gets its logical block size.  The fd, or -errno (not a block
+ * device, no O_DIRECT). */
+int snapfs_device_open_direct(int fd, unsigned *align);
+struct snapfs_snapdisk;
+/* pread of a snapshot: through its O_DIRECT descriptor when buf, len and
+ * off allow, else through the buffered one.  As pread(2). */
+ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t len,
+			    uint64_t off);
 
 /* ---- dmstatus.c -------------------------------------------------------- */
 
@@ -259,6 +271,9 @@ struct snapfs_guest {
 struct snapfs_catalog {
 	unsigned refs;                    /* under the catalog lock in catalog.c */
 	struct timespec stamp;            /* when it was taken */
+	struct timespec published;        /* CLOCK_MONOTONIC: when published, or
+					   * kept after a failed discovery; under
+					   * the catalog lock */
 	struct snapfs_guest *guest;       /* sorted by dir */
 	size_t n;
 };
@@ -266,8 +281,9 @@ struct snapfs_catalog {
 /* Set by the program at start. */
 int snapfs_catalog_init(const struct snapfs_source *src, double cache_seconds);
 void snapfs_catalog_shutdown(void);
-/* The current catalog, refreshed when older than the cache time.  Never
- * NULL on success; drop it with snapfs_catalog_put. */
+/* The current catalog; one older than the cache time is still served
+ * while a background discovery makes the next.  Never NULL on success;
+ * drop it with snapfs_catalog_put. */
 int snapfs_catalog_get(struct snapfs_catalog **out);
 void snapfs_catalog_put(struct snapfs_catalog *c);
 /* A catalog discovered after this call began (never a cached one): a new
@@ -325,6 +341,8 @@ struct snapfs_snapdisk {
 	const char *dm_name;          /* path without /dev/mapper/ */
 	unsigned cow_warned;          /* 0, 80 or 95: COW use warned about */
 	int fd;
+	int dfd;                      /* O_DIRECT on the same device, or -1 */
+	unsigned dio_align;           /* its logical block size */
 	uint64_t size;
 	struct snapfs_partitions parts;   /* read from the snapshot */
 };

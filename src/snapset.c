@@ -97,6 +97,10 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 			close(d->fd);
 			d->fd = -1;
 		}
+		if (d->dfd >= 0) {
+			close(d->dfd);
+			d->dfd = -1;
+		}
 		if (!d->snap[0])
 			continue;
 		if (snapfs_lvm_snapshot_remove(d->vg, d->snap, config.owner) < 0) {
@@ -221,7 +225,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		return -ENOMEM;
 	s->n = g->ndisks;
 	for (size_t i = 0; i < s->n; i++) {
-		s->disk[i].fd = -1;
+		s->disk[i].fd = s->disk[i].dfd = -1;
 		s->disk[i].guest = s->name;
 		snprintf(s->disk[i].file, sizeof(s->disk[i].file), "%s", g->disk[i].file);
 		snprintf(s->disk[i].vg, sizeof(s->disk[i].vg), "%s", g->disk[i].lv.vg);
@@ -273,6 +277,11 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 			goto undo;
 		}
 		d->fd = fd;
+		d->dfd = snapfs_device_open_direct(fd, &d->dio_align);
+		if (d->dfd < 0)
+			snapfs_debug(SNAPFS_DBG_SNAP,
+				     "guest %s disk %s: no O_DIRECT on %s (%s); reads are cached",
+				     g->dir, g->disk[i].target, d->path, strerror(-d->dfd));
 		if (!strcmp(g->disk[i].format, "raw")) {
 			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->dir,
 						    g->disk[i].target, &d->parts);

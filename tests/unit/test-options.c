@@ -170,6 +170,7 @@ static void test_defaults(void **state UNUSED)
 	assert_int_equal(p->o.linger, 0);
 	assert_true(p->o.cache == 2.0);
 	assert_int_equal(p->o.lvm_timeout, 120);
+	assert_int_equal(p->o.readahead, 4096);
 	assert_int_equal(p->o.gid, 0);
 	assert_null(p->o.gid_text);
 	assert_int_equal(p->o.debug_mask, 0);
@@ -336,6 +337,29 @@ static void test_seconds_options(void **state UNUSED)
 	assert_int_equal(p->o.linger, 86400);
 	assert_true(p->o.cache == 0.0);
 	assert_int_equal(p->o.lvm_timeout, 1);
+	parsed_free(p);
+}
+
+static void test_readahead(void **state UNUSED)
+{
+	struct parsed *p;
+
+	expect_einval("-o", "readahead=", "/mnt", NULL);
+	expect_einval("-o", "readahead=-1", "/mnt", NULL);
+	expect_einval("-o", "readahead=+5", "/mnt", NULL);
+	expect_einval("-o", "readahead= 5", "/mnt", NULL);
+	expect_einval("-o", "readahead=1k", "/mnt", NULL);
+	expect_einval("-o", "readahead=1.5", "/mnt", NULL);
+	expect_einval("-o", "readahead=65537", "/mnt", NULL);
+	expect_einval("-o", "readahead=99999999999999999999", "/mnt", NULL);
+
+	p = parse("-o", "readahead=0", "/mnt", NULL);
+	assert_int_equal(p->rc, 0);
+	assert_int_equal(p->o.readahead, 0);
+	parsed_free(p);
+	p = parse("-o", "readahead=65536", "/mnt", NULL);
+	assert_int_equal(p->rc, 0);
+	assert_int_equal(p->o.readahead, 65536);
 	parsed_free(p);
 }
 
@@ -507,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_cow_size_comma_is_two_options),
 		cmocka_unit_test(test_cow_size_fraction_of_extents),
 		cmocka_unit_test(test_seconds_options),
+		cmocka_unit_test(test_readahead),
 		cmocka_unit_test(test_gid),
 		cmocka_unit_test(test_debug_areas),
 		cmocka_unit_test(test_flags),

@@ -1,0 +1,137 @@
+/* The readahead window of the mount.  The kernel gives a FUSE mount's
+ * backing device the default window (128 KiB) whatever init asks for, so
+ * every sequential reader, cp or dd bs=1M alike, would become 128 KiB
+ * requests, each a round trip through snapfs.  Root can widen it in sysfs,
+ * as blockdev --setra does for a disk, once the kernel has had init's
+ * reply (it then keeps the smaller of the window and max_readahead). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "snapfs-fuse.h"
+
+/* mountinfo writes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* The device number of the newest fuse.snapfs mount on mountpoint. */
+static int find_mount(const char *mountpoint, unsigned *major, unsigned *minor)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char *save = NULL, *dev, *mnt, *tok, *fstype = NULL;
+		unsigned ma, mi;
+
+		if (!strtok_r(line, " ", &save) || !strtok_r(NULL, " ", &save) ||
+		    !(dev = strtok_r(NULL, " ", &save)) || !strtok_r(NULL, " ", &save) ||
+		    !(mnt = strtok_r(NULL, " ", &save)))
+			continue;
+		/* Optional fields end with "-"; the file system type follows. */
+		while ((tok = strtok_r(NULL, " ", &save)))
+			if (!strcmp(tok, "-")) {
+				fstype = strtok_r(NULL, " ", &save);
+				break;
+			}
+		unescape(mnt);
+		if (!fstype || strcmp(fstype, "fuse.snapfs") || strcmp(mnt, mountpoint) ||
+		    sscanf(dev, "%u:%u", &ma, &mi) != 2)
+			continue;
+		*major = ma;
+		*minor = mi;
+		rc = 0;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+static int set_readahead(const char *mountpoint, unsigned kib)
+{
+	unsigned major = 0, minor = 0;
+	char path[64], text[16];
+	int fd, len, rc = find_mount(mountpoint, &major, &minor);
+
+	if (rc < 0) {
+		snapfs_warn("readahead of %s unchanged: mount not found in mountinfo (%s)",
+			    mountpoint, strerror(-rc));
+		return rc;
+	}
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major, minor);
+	len = snprintf(text, sizeof(text), "%u\n", kib);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, (size_t)len) != len) {
+		rc = -errno;
+		snapfs_warn("readahead of %s unchanged: %s: %s", mountpoint, path, strerror(-rc));
+	} else {
+		snapfs_debug(SNAPFS_DBG_FUSE, "readahead of %s (%u:%u): %u KiB", mountpoint, major,
+			     minor, kib);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static struct {
+	pthread_t thread;
+	bool started;
+	const char *mountpoint;
+	unsigned kib;
+} ra; /* owned by the thread that mounts */
+
+static void *readahead_thread(void *arg)
+{
+	struct stat st;
+
+	/* The kernel holds every request until init is answered: once a
+	 * stat of the root returns, init is done.  It fails if the mount goes
+	 * away first, and then there is nothing to set. */
+	if (stat(ra.mountpoint, &st) == 0)
+		set_readahead(ra.mountpoint, ra.kib);
+	return NULL;
+}
+
+void snapfs_fs_readahead_start(const char *mountpoint, unsigned kib)
+{
+	sigset_t all, old;
+
+	ra.mountpoint = mountpoint;
+	ra.kib = kib;
+	/* Signals stay with the loop's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ra.started = pthread_create(&ra.thread, NULL, readahead_thread, NULL) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ra.started)
+		snapfs_warn("readahead of %s unchanged: no thread to set it", mountpoint);
+}
+
+void snapfs_fs_readahead_join(void)
+{
+	if (ra.started)
+		pthread_join(ra.thread, NULL);
+	ra.started = false;
+}
