@@ -151,6 +151,35 @@ setup_vg() {
 	add_cleanup "! vgs '$vg' >/dev/null 2>&1 || vgremove -q -ff -y '$vg' >/dev/null"
 }
 
+# lvm_test_config SETTING...: from here on, this test's LVM commands and the
+# snapfs and dmeventd it starts read a configuration of the test's own: the
+# settings in which the host's differs from LVM's defaults, with each SETTING
+# ("section/key = value") over them.  It is a copy that LVM_SYSTEM_DIR names
+# (snapfs passes that variable on to lvm), so the host's /etc/lvm is left
+# alone, also in a native run.  Call it before setup_vg.
+lvm_test_config() {
+	local dir s key want got
+	requires lvmconfig
+	test_tmpdir
+	dir=$TEST_TMPDIR/lvm
+	mkdir -p "$dir"
+	lvmconfig --type diff >"$dir/lvm.conf" || fail "lvmconfig --type diff failed"
+	# A host that uses a devices file lists there the PVs LVM may use.
+	if [ -d "${LVM_SYSTEM_DIR:-/etc/lvm}/devices" ]; then
+		cp -a "${LVM_SYSTEM_DIR:-/etc/lvm}/devices" "$dir/"
+	fi
+	printf '%s\n' "$@" >"$dir/lvmlocal.conf"
+	export LVM_SYSTEM_DIR=$dir
+	for s in "$@"; do
+		key=${s%%=*}
+		key=${key//[[:space:]]/}
+		want=${s#*=}
+		want=${key##*/}=${want//[[:space:]]/}
+		got=$(lvmconfig "$key") || fail "lvm_test_config: lvmconfig $key failed"
+		[ "$got" = "$want" ] || fail "lvm_test_config: LVM reads $got, not $want"
+	done
+}
+
 # no_snapfs_lvs VG: fail if any LV of VG carries a tag starting with
 # "snapfs" (the tag snapfs puts on the snapshots it makes): none may be left.
 no_snapfs_lvs() {
