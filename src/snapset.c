@@ -581,11 +581,18 @@ static void watch_cow(void)
 			int pct = cow_percent(d, &valid);
 			unsigned level = pct >= 95 ? 95 : pct >= 80 ? 80 : 0;
 
-			if (!valid || level <= d->cow_warned)
+			if (!valid)
+				continue;
+			/* Below a level again: LVM extended the snapshot
+			 * (snapshot_autoextend_threshold); warn anew if it fills. */
+			if (level < d->cow_warned)
+				d->cow_warned = level;
+			if (level <= d->cow_warned)
 				continue;
 			d->cow_warned = level;
 			snapfs_warn("guest %s disk %s: snapshot %s/%s COW area %d%% full; at 100%% "
-				    "its reads fail (raise -o cow_size=, now %s)",
+				    "its reads fail (raise -o cow_size=, now %s, or let LVM "
+				    "extend snapshots: snapshot_autoextend_threshold)",
 				    s->name, d->file, d->vg, d->snap, pct, config.cow_size);
 		}
 	}
