@@ -342,7 +342,11 @@ static void *refresh_thread(void *arg)
 	int rc;
 
 	pthread_mutex_lock(&refresh_lock);
-	rc = refresh_locked(&c);
+	/* An open's discovery (snapfs_catalog_get_fresh) may have published a
+	 * new catalog while this thread waited: one more would only hold the
+	 * VG locks that the open's lvcreate is about to need. */
+	c = take_current(true);
+	rc = c ? 0 : refresh_locked(&c);
 	pthread_mutex_unlock(&refresh_lock);
 	snapfs_catalog_put(c);
 	if (rc < 0)
