@@ -1,19 +1,22 @@
 /* Unit tests for src/snapset.c: the snapshot-set state machine, with the
  * LVM boundary faked at link time.  The Makefile links this program with
  *   -Wl,--wrap=snapfs_lvm_snapshot_create -Wl,--wrap=snapfs_lvm_snapshot_remove
- *   -Wl,--wrap=snapfs_device_open
+ *   -Wl,--wrap=snapfs_device_open -Wl,--wrap=snapfs_dm_status
  * so snapset.c's calls land in the __wrap_ functions below: they record
- * every snapshot made and removed, fail or block on request, and hand out
- * memfds in place of the snapshots' block devices.
+ * every snapshot made and removed, fail or block on request, hand out
+ * memfds in place of the snapshots' block devices (each holding its
+ * snapshot's name at TAG_OFFSET), and answer device-mapper status queries.
  *
  * A fake never calls cmocka (it runs on snapset's threads): it writes what
  * it finds wrong into fake.anomaly, which the tests check. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,21 +38,34 @@
 #define MIB (1024 * 1024ULL)
 /* How long a test waits for something that should happen at once. */
 #define PROMPT_MS 5000
+/* Where a fake device holds the name of its snapshot: away from anything a
+ * partition-table probe reads. */
+#define TAG_OFFSET (256 * 1024)
+/* The name of the fake's memfds, as /proc/self/fd shows them. */
+#define FAKE_DISK_NAME "snapfs-test-disk"
 
 int __wrap_snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char *snap,
 				      const char *cow_size, const char *owner,
 				      char **why);
 int __wrap_snapfs_lvm_snapshot_remove(const char *vg, const char *lv, const char *owner);
 int __wrap_snapfs_device_open(const char *path, uint64_t *size);
+int __wrap_snapfs_dm_status(const char *dm_name, struct snapfs_cow *out);
 
 /* ---- the fake LVM ---------------------------------------------------------- */
 
 struct snap_rec {
 	char vg[128], lv[128], origin[128];
+	char path[300];	  /* its /dev/mapper path */
 	bool thin;	  /* the origin was a thin LV */
 	unsigned removed; /* successful removals */
 	unsigned remove_calls;
-	int fd; /* the last fd handed out for it, or -1 */
+	bool remove_failed; /* a removal failed by chance (fail_one_in) */
+	bool invalid;	    /* its COW area "filled" (invalid_one_in) */
+	/* The last fd handed out for it (or -1), and what file that was, to
+	 * tell it from a later reuse of its number. */
+	int fd;
+	dev_t dev;
+	ino_t ino;
 };
 
 static struct {
@@ -78,6 +95,18 @@ static struct {
 	/* The "devices". */
 	uint64_t disk_size;
 	char mbr_origin[128]; /* this origin's snapshots get an MBR table */
+
+	/* Chance, for the stress tests: every create, open and removal takes
+	 * up to delay_us microseconds (slept without the lock); one create in
+	 * fail_one_in fails with ENOSPC, one open with ENXIO, and one first
+	 * removal of a snapshot with EBUSY; one status query in
+	 * invalid_one_in finds its snapshot invalid from then on.  A removal
+	 * by a thread other than the stress threads (the reaper) takes
+	 * slow_remove_us more, so that opens come while it is under way. */
+	unsigned delay_us, fail_one_in, invalid_one_in, slow_remove_us;
+	unsigned failed_creates, failed_opens, failed_removes, invalidated;
+	unsigned other_removes; /* lvremove calls from no stress thread */
+	uint64_t rng;		/* xorshift64 state */
 } fake = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -114,12 +143,91 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Newest first: the snapshots in use are the last ones made. */
 static struct snap_rec *find_rec(const char *vg, const char *lv)
 {
-	for (size_t i = 0; i < fake.nsnap; i++)
+	for (size_t i = fake.nsnap; i-- > 0;)
 		if (!strcmp(fake.snap[i].vg, vg) && !strcmp(fake.snap[i].lv, lv))
 			return &fake.snap[i];
 	return NULL;
+}
+
+static struct snap_rec *find_rec_by_path(const char *path)
+{
+	for (size_t i = fake.nsnap; i-- > 0;)
+		if (!strcmp(fake.snap[i].path, path))
+			return &fake.snap[i];
+	return NULL;
+}
+
+/* Is the fd last handed out for r still open?  Under fake.lock. */
+static bool rec_fd_open(const struct snap_rec *r)
+{
+	struct stat st;
+
+	return r->fd >= 0 && fstat(r->fd, &st) == 0 && st.st_dev == r->dev &&
+	       st.st_ino == r->ino;
+}
+
+/* 0 .. n-1.  Under fake.lock. */
+static unsigned fake_random(unsigned n)
+{
+	fake.rng ^= fake.rng << 13;
+	fake.rng ^= fake.rng >> 7;
+	fake.rng ^= fake.rng << 17;
+	return (unsigned)(fake.rng % n);
+}
+
+/* True once in one_in calls (never for 0).  Under fake.lock. */
+static bool fake_chance(unsigned one_in)
+{
+	return one_in && fake_random(one_in) == 0;
+}
+
+/* An LVM command takes its time, during which others run. */
+static void fake_delay(bool slow)
+{
+	unsigned us;
+
+	pthread_mutex_lock(&fake.lock);
+	us = fake.delay_us ? fake_random(fake.delay_us + 1) : 0;
+	if (slow)
+		us += fake.slow_remove_us;
+	pthread_mutex_unlock(&fake.lock);
+	if (us)
+		usleep(us);
+}
+
+/* What the stress tests' threads hold, for the fake lvremove to check. */
+#define STRESS_DISKS 2 /* guest_web's */
+
+static __thread bool is_stresser; /* this thread is a stress test's */
+
+static struct {
+	pthread_mutex_t lock; /* never held across a call into snapset.c */
+	pthread_cond_t cond;  /* wakes the watchdog when the test is done */
+	bool on;
+	unsigned holders;	      /* threads holding a set now */
+	char held[STRESS_DISKS][128]; /* its snapshots, while holders > 0 */
+	unsigned long progress;	      /* cycles done by all threads */
+	bool done;
+	char error[256];
+} stress = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+/* Does a stress thread hold the set of snapshot lv now? */
+static bool stress_holds(const char *lv)
+{
+	bool held = false;
+
+	pthread_mutex_lock(&stress.lock);
+	for (size_t i = 0; i < STRESS_DISKS && stress.on && stress.holders; i++)
+		if (!strcmp(stress.held[i], lv))
+			held = true;
+	pthread_mutex_unlock(&stress.lock);
+	return held;
 }
 
 /* An LV name lvcreate takes: [A-Za-z0-9+_.-], 1-127 bytes, no leading '-'. */
@@ -141,6 +249,7 @@ int __wrap_snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char
 	int rc = 0;
 
 	*why = NULL;
+	fake_delay(false);
 	pthread_mutex_lock(&fake.lock);
 	call = ++fake.create_calls;
 	if (strcmp(owner, OWNER))
@@ -168,6 +277,11 @@ int __wrap_snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char
 	}
 	if (call == fake.fail_create_call) {
 		rc = fake.fail_create_err;
+	} else if (fake_chance(fake.fail_one_in)) {
+		rc = -ENOSPC;
+		fake.failed_creates++;
+	}
+	if (rc < 0) {
 		*why = strdup(
 			"  Volume group \"vg0\" has insufficient free space (0 extents): "
 			"2560 required.");
@@ -184,6 +298,8 @@ int __wrap_snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char
 		snprintf(r->vg, sizeof(r->vg), "%s", origin->vg);
 		snprintf(r->lv, sizeof(r->lv), "%s", snap);
 		snprintf(r->origin, sizeof(r->origin), "%s", origin->lv);
+		if (snapfs_lvm_dm_path(r->vg, r->lv, r->path, sizeof(r->path)) < 0)
+			anomaly("lvcreate of %s/%s: no device-mapper path", r->vg, r->lv);
 		r->thin = origin->thin;
 		r->fd = -1;
 	}
@@ -194,13 +310,18 @@ int __wrap_snapfs_lvm_snapshot_create(const struct snapfs_lv *origin, const char
 
 int __wrap_snapfs_lvm_snapshot_remove(const char *vg, const char *lv, const char *owner)
 {
+	bool held = stress_holds(lv);
 	struct snap_rec *r;
 	int rc = 0;
 
+	fake_delay(!is_stresser);
 	pthread_mutex_lock(&fake.lock);
 	fake.remove_calls++;
+	fake.other_removes += !is_stresser;
 	if (strcmp(owner, OWNER))
 		anomaly("lvremove with owner tag \"%s\"", owner);
+	if (held)
+		anomaly("lvremove of %s/%s while a thread holds its set", vg, lv);
 	r = find_rec(vg, lv);
 	if (!r) {
 		anomaly("lvremove of %s/%s, which snapfs did not make", vg, lv);
@@ -210,6 +331,15 @@ int __wrap_snapfs_lvm_snapshot_remove(const char *vg, const char *lv, const char
 	r->remove_calls++;
 	if (r->removed)
 		anomaly("lvremove of %s/%s after it was removed", vg, lv);
+	/* lvremove of an open LV fails: snapfs closes first. */
+	if (rec_fd_open(r))
+		anomaly("lvremove of %s/%s while its device is open", vg, lv);
+	if (!r->remove_failed && fake_chance(fake.fail_one_in)) {
+		r->remove_failed = true;
+		fake.failed_removes++;
+		rc = -EBUSY;
+		goto out;
+	}
 	if (fake.fail_remove_times && !strcmp(r->origin, fake.fail_remove_origin)) {
 		if (fake.fail_remove_times > 0)
 			fake.fail_remove_times--;
@@ -246,19 +376,27 @@ static int write_mbr(int fd)
 	return pwrite(fd, s, sizeof(s), 0) == sizeof(s) ? 0 : -EIO;
 }
 
+/* The snapshot's name at TAG_OFFSET, if the disk is that large. */
+static int write_tag(int fd, const struct snap_rec *r)
+{
+	char tag[128] = "";
+
+	if (fake.disk_size < TAG_OFFSET + sizeof(tag))
+		return 0;
+	snprintf(tag, sizeof(tag), "%s", r->lv);
+	return pwrite(fd, tag, sizeof(tag), TAG_OFFSET) == sizeof(tag) ? 0 : -EIO;
+}
+
 int __wrap_snapfs_device_open(const char *path, uint64_t *size)
 {
-	struct snap_rec *r = NULL;
-	char want[300];
+	struct snap_rec *r;
+	struct stat st;
 	int fd;
 
+	fake_delay(false);
 	pthread_mutex_lock(&fake.lock);
 	fake.opens++;
-	for (size_t i = 0; i < fake.nsnap && !r; i++)
-		if (snapfs_lvm_dm_path(fake.snap[i].vg, fake.snap[i].lv, want,
-				       sizeof(want)) == 0 &&
-		    !strcmp(want, path))
-			r = &fake.snap[i];
+	r = find_rec_by_path(path);
 	if (!r) {
 		anomaly("open of %s, which is no snapshot's device-mapper path", path);
 		fd = -ENOENT;
@@ -291,9 +429,15 @@ int __wrap_snapfs_device_open(const char *path, uint64_t *size)
 		fd = fake.fail_open_err;
 		goto out;
 	}
-	fd = memfd_create("snapfs-test-disk", MFD_CLOEXEC);
+	if (fake_chance(fake.fail_one_in)) {
+		fake.failed_opens++;
+		fd = -ENXIO;
+		goto out;
+	}
+	fd = memfd_create(FAKE_DISK_NAME, MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)fake.disk_size) < 0 ||
-	    (!strcmp(r->origin, fake.mbr_origin) && write_mbr(fd) < 0)) {
+	    (!strcmp(r->origin, fake.mbr_origin) && write_mbr(fd) < 0) ||
+	    write_tag(fd, r) < 0 || fstat(fd, &st) < 0) {
 		anomaly("memfd: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -301,11 +445,43 @@ int __wrap_snapfs_device_open(const char *path, uint64_t *size)
 		goto out;
 	}
 	r->fd = fd;
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
 	*size = fake.disk_size;
 out:
 	pthread_cond_broadcast(&fake.cond);
 	pthread_mutex_unlock(&fake.lock);
 	return fd;
+}
+
+/* What device-mapper says of a snapshot.  snapset asks only about the
+ * sets it holds, so a query about any other is a use after removal. */
+int __wrap_snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
+{
+	char path[300];
+	struct snap_rec *r;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "/dev/mapper/%s", dm_name);
+	pthread_mutex_lock(&fake.lock);
+	r = find_rec_by_path(path);
+	if (!r) {
+		anomaly("device-mapper status of %s, which is no snapshot", dm_name);
+		rc = -ENXIO;
+		goto out;
+	}
+	if (r->removed)
+		anomaly("device-mapper status of %s after its removal", dm_name);
+	if (!r->invalid && fake_chance(fake.invalid_one_in)) {
+		r->invalid = true;
+		fake.invalidated++;
+	}
+	out->valid = !r->invalid;
+	out->used = 1;
+	out->total = r->thin ? 0 : 100;
+out:
+	pthread_mutex_unlock(&fake.lock);
+	return rc;
 }
 
 static void fake_reset(void)
@@ -329,6 +505,10 @@ static void fake_reset(void)
 	fake.open_blocked = fake.open_release = fake.open_exit = false;
 	fake.disk_size = 1 * MIB;
 	fake.mbr_origin[0] = '\0';
+	fake.delay_us = fake.fail_one_in = fake.invalid_one_in = fake.slow_remove_us = 0;
+	fake.failed_creates = fake.failed_opens = fake.failed_removes = 0;
+	fake.invalidated = fake.other_removes = 0;
+	fake.rng = 0x9e3779b97f4a7c15ULL;
 	pthread_mutex_unlock(&fake.lock);
 }
 
@@ -1308,6 +1488,478 @@ static void test_shutdown_while_a_set_is_made(void **state UNUSED)
 	guest_free(g);
 }
 
+/* ---- stress: thousands of opens and releases of one guest ------------------ */
+
+/* What FUSE open, read and release do to a guest's snapshot set, from
+ * STRESS_THREADS threads at once, STRESS_CYCLES times each.  The fake LVM
+ * takes its time (so releases, removals and new acquires interleave) and
+ * now and then fails; the fake lvremove checks that no thread holds the
+ * snapshot it removes, and the threads check that the set they hold is
+ * the only one and alive.  A stall is a deadlock: the watchdog aborts.
+ * A few seconds; under helgrind (libtool --mode=execute valgrind
+ * --tool=helgrind tests/unit/test-snapset) about a minute. */
+#define STRESS_THREADS 8
+#define STRESS_CYCLES 1000
+#define STRESS_STALL_S 30
+/* Up to this long closed between cycles: the set's last release comes
+ * often, and the next open races its removal. */
+#define STRESS_IDLE_US 1000
+
+static const char *const stress_files[STRESS_DISKS] = { "vda.raw", "vdb.raw" };
+/* Where stderr was, while snapfs's log goes to a memfd. */
+static int real_stderr = STDERR_FILENO;
+
+static void stress_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void stress_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&stress.lock);
+	if (!stress.error[0]) {
+		va_start(ap, fmt);
+		vsnprintf(stress.error, sizeof(stress.error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&stress.lock);
+}
+
+static void stress_progress(void)
+{
+	pthread_mutex_lock(&stress.lock);
+	stress.progress++;
+	pthread_mutex_unlock(&stress.lock);
+}
+
+/* Is vg/lv made and not removed?  Is it invalid? */
+static bool snap_live(const char *vg, const char *lv, bool *invalid)
+{
+	struct snap_rec *r;
+	bool live;
+
+	pthread_mutex_lock(&fake.lock);
+	r = find_rec(vg, lv);
+	live = r && !r->removed;
+	*invalid = r && r->invalid;
+	pthread_mutex_unlock(&fake.lock);
+	return live;
+}
+
+/* A thread took a set: while any thread holds one, every thread holds
+ * that one. */
+static void stress_hold(const struct snapfs_snapdisk *const d[STRESS_DISKS])
+{
+	char msg[300] = "";
+
+	pthread_mutex_lock(&stress.lock);
+	for (size_t i = 0; i < STRESS_DISKS; i++) {
+		if (!stress.holders)
+			snprintf(stress.held[i], sizeof(stress.held[i]), "%s",
+				 d[i]->snap);
+		else if (strcmp(stress.held[i], d[i]->snap) && !msg[0])
+			snprintf(msg, sizeof(msg), "two sets at once: %.120s and %.120s",
+				 stress.held[i], d[i]->snap);
+	}
+	stress.holders++;
+	pthread_mutex_unlock(&stress.lock);
+	if (msg[0])
+		stress_error("%s", msg);
+}
+
+static void stress_let_go(void)
+{
+	pthread_mutex_lock(&stress.lock);
+	stress.holders--;
+	pthread_mutex_unlock(&stress.lock);
+}
+
+struct stresser {
+	pthread_t thread;
+	const struct snapfs_guest *g;
+	unsigned seed;		    /* rand_r's */
+	pthread_barrier_t *halfway; /* the pause past the linger time, or NULL */
+	unsigned ok, enospc, enxio; /* acquires */
+	unsigned eio;		    /* reads of an invalidated snapshot */
+};
+
+/* A read as op_read makes it: snapfs_device_pread (the fake wrote the
+ * snapshot's name at TAG_OFFSET), then a check of the set. */
+static void stress_read(struct stresser *c, struct snapfs_snapset *s,
+			const struct snapfs_snapdisk *d)
+{
+	char tag[128];
+	bool invalid;
+
+	if (snapfs_device_pread(d, tag, sizeof(tag), TAG_OFFSET) != sizeof(tag) ||
+	    strncmp(tag, d->snap, sizeof(tag)))
+		stress_error("disk %s: fd %d does not read snapshot %s", d->file, d->fd,
+			     d->snap);
+	if (snapfs_snapset_check(s, d) == 0)
+		return;
+	c->eio++;
+	if (!snap_live(d->vg, d->snap, &invalid) || !invalid)
+		stress_error("a read of snapshot %s failed, which is valid", d->snap);
+}
+
+/* What a thread does with a set between open and release. */
+static void stress_use(struct stresser *c, struct snapfs_snapset *s)
+{
+	const struct snapfs_snapdisk *d[STRESS_DISKS];
+	struct snapfs_held h;
+	char want[260];
+	bool invalid;
+
+	for (size_t i = 0; i < STRESS_DISKS; i++) {
+		d[i] = snapfs_snapset_disk(s, stress_files[i]);
+		if (!d[i] || d[i]->fd < 0 || d[i]->size != 1 * MIB || !d[i]->snap[0]) {
+			stress_error("a set without its disk %s", stress_files[i]);
+			return;
+		}
+		if (!snap_live(d[i]->vg, d[i]->snap, &invalid))
+			stress_error("acquire gave snapshot %s, which is removed",
+				     d[i]->snap);
+	}
+	stress_hold(d);
+	for (size_t i = 0; i < STRESS_DISKS; i++)
+		stress_read(c, s, d[i]);
+	/* stat, meanwhile, sees this set. */
+	snprintf(want, sizeof(want), "%s/%s", d[0]->vg, d[0]->snap);
+	if (snapfs_snapset_held(c->g->dir, d[0]->file, 0, &h) < 0 ||
+	    strcmp(h.snap, want) || cmp_ts(h.stamp, snapfs_snapset_stamp(s)))
+		stress_error("stat saw another set than %s, which is held", want);
+	if (rand_r(&c->seed) % 4 == 0)
+		usleep(rand_r(&c->seed) % 50);
+	for (size_t i = 0; i < STRESS_DISKS; i++)
+		if (!snap_live(d[i]->vg, d[i]->snap, &invalid))
+			stress_error("snapshot %s removed while held", d[i]->snap);
+	stress_let_go();
+}
+
+/* Half-way, every thread lets go and waits the linger time and a little:
+ * they come back while the reaper removes the set (slowly). */
+static void stress_pause(struct stresser *c)
+{
+	pthread_barrier_wait(c->halfway);
+	usleep(1000 * 1000 + rand_r(&c->seed) % (100 * 1000));
+}
+
+static void *stress_main(void *arg)
+{
+	struct stresser *c = arg;
+
+	is_stresser = true;
+	for (int i = 0; i < STRESS_CYCLES; i++) {
+		struct snapfs_snapset *s = NULL;
+		int rc;
+
+		if (c->halfway && i == STRESS_CYCLES / 2)
+			stress_pause(c);
+		rc = snapfs_snapset_acquire(c->g, &s);
+		if (rc == 0) {
+			c->ok++;
+			stress_use(c, s);
+			snapfs_snapset_release(s);
+		} else if (rc == -ENOSPC) {
+			c->enospc++; /* the fake's lvcreate failed */
+		} else if (rc == -ENXIO) {
+			c->enxio++; /* the fake's open failed */
+		} else {
+			stress_error("acquire: %s", strerror(-rc));
+		}
+		stress_progress();
+		usleep(rand_r(&c->seed) % STRESS_IDLE_US);
+	}
+	return NULL;
+}
+
+static bool stress_done(void)
+{
+	bool done;
+
+	pthread_mutex_lock(&stress.lock);
+	done = stress.done;
+	pthread_mutex_unlock(&stress.lock);
+	return done;
+}
+
+/* The status view and stat, read while sets come and go. */
+static void *observe_main(void *arg)
+{
+	const struct snapfs_guest *g = arg;
+
+	while (!stress_done()) {
+		struct snapfs_held h;
+		char *report = snapfs_snapset_report();
+
+		if (!report)
+			stress_error("no status report");
+		free(report);
+		snapfs_snapset_held(g->dir, "vdb.raw", 0, &h);
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void *watchdog_main(void *arg)
+{
+	unsigned long seen;
+	int64_t since = now_ms();
+
+	pthread_mutex_lock(&stress.lock);
+	seen = stress.progress;
+	while (!stress.done) {
+		struct timespec until;
+
+		deadline_in(&until, 1000);
+		pthread_cond_timedwait(&stress.cond, &stress.lock, &until);
+		if (stress.progress != seen) {
+			seen = stress.progress;
+			since = now_ms();
+		} else if (!stress.done && now_ms() - since > STRESS_STALL_S * 1000) {
+			dprintf(real_stderr,
+				"stress: deadlock: no cycle ended for %d s (%lu done, "
+				"%u thread(s) holding a set)\n",
+				STRESS_STALL_S, stress.progress, stress.holders);
+			abort();
+		}
+	}
+	pthread_mutex_unlock(&stress.lock);
+	return NULL;
+}
+
+static void stress_end(void)
+{
+	pthread_mutex_lock(&stress.lock);
+	stress.done = true;
+	stress.on = false;
+	pthread_cond_broadcast(&stress.cond);
+	pthread_mutex_unlock(&stress.lock);
+}
+
+/* fds of this process open on a fake disk, or -1 if /proc cannot tell. */
+static int fake_disks_open(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((e = readdir(dir))) {
+		char link[256];
+		ssize_t len = readlinkat(dirfd(dir), e->d_name, link, sizeof(link) - 1);
+
+		if (len < 0)
+			continue;
+		link[len] = '\0';
+		if (strstr(link, "memfd:" FAKE_DISK_NAME))
+			n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+static const int crash_signals[] = { SIGABRT, SIGBUS, SIGSEGV };
+static struct sigaction crash_saved[sizeof(crash_signals) / sizeof(crash_signals[0])];
+
+/* The end of snapfs's log, from the memfd at fd 2 to the real stderr.
+ * Async-signal-safe. */
+static void show_log_end(void)
+{
+	char buf[4096];
+	off_t end = lseek(STDERR_FILENO, 0, SEEK_END);
+	off_t from = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+	ssize_t n = end > 0 ? pread(STDERR_FILENO, buf, sizeof(buf), from) : 0;
+	static const char head[] = "---- the end of snapfs's log ----\n";
+	const char *line = buf;
+
+	/* From the first whole line. */
+	while (from > 0 && line < buf + n && *line++ != '\n')
+		;
+	if (line == buf + n || write(real_stderr, head, sizeof(head) - 1) < 0)
+		return;
+	if (write(real_stderr, line, (size_t)(buf + n - line)) < 0)
+		return;
+}
+
+/* A crash (or the watchdog's abort) shows what snapfs logged last. */
+static void crash_handler(int sig)
+{
+	show_log_end();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* snapfs logs every set made and removed, thousands of lines: they go to a
+ * memfd, and only their end is shown, when something went wrong. */
+static void stderr_to_memfd(void)
+{
+	int log = memfd_create("snapfs-test-log", MFD_CLOEXEC);
+	struct sigaction sa = { .sa_handler = crash_handler };
+
+	assert_true(log >= 0);
+	fflush(stderr);
+	real_stderr = dup(STDERR_FILENO);
+	assert_true(real_stderr >= 0);
+	assert_true(dup2(log, STDERR_FILENO) >= 0);
+	close(log);
+	for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+		sigaction(crash_signals[i], &sa, &crash_saved[i]);
+}
+
+static void stderr_back(bool show_end)
+{
+	for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++)
+		sigaction(crash_signals[i], &crash_saved[i], NULL);
+	fflush(stderr);
+	if (show_end)
+		show_log_end();
+	dup2(real_stderr, STDERR_FILENO);
+	close(real_stderr);
+	real_stderr = STDERR_FILENO;
+}
+
+struct stress_outcome {
+	unsigned ok, enospc, enxio, eio;
+	size_t sets_left; /* before shutdown */
+	char error[256];
+	struct tally t;
+	unsigned failed_creates, failed_opens, failed_removes, invalidated;
+	unsigned other_removes;
+	size_t not_removed, fds_open;
+	int fds_proc;
+	int64_t ms;
+};
+
+static void stress_collect(struct stress_outcome *o)
+{
+	pthread_mutex_lock(&stress.lock);
+	memcpy(o->error, stress.error, sizeof(o->error));
+	pthread_mutex_unlock(&stress.lock);
+	o->t = tally();
+	pthread_mutex_lock(&fake.lock);
+	o->failed_creates = fake.failed_creates;
+	o->failed_opens = fake.failed_opens;
+	o->failed_removes = fake.failed_removes;
+	o->invalidated = fake.invalidated;
+	o->other_removes = fake.other_removes;
+	for (size_t i = 0; i < fake.nsnap; i++) {
+		o->not_removed += !fake.snap[i].removed;
+		o->fds_open += rec_fd_open(&fake.snap[i]);
+	}
+	pthread_mutex_unlock(&fake.lock);
+	o->fds_proc = fake_disks_open();
+}
+
+static void stress_run(unsigned linger, struct stress_outcome *o)
+{
+	struct snapfs_guest *g = guest_web();
+	struct stresser c[STRESS_THREADS];
+	pthread_barrier_t halfway;
+	pthread_t watchdog, observer;
+	int64_t t0 = now_ms();
+
+	memset(o, 0, sizeof(*o));
+	start(linger);
+	pthread_mutex_lock(&fake.lock);
+	fake.delay_us = 100;
+	fake.fail_one_in = 50;
+	fake.invalid_one_in = linger ? 500 : 0;
+	fake.slow_remove_us = linger ? 20 * 1000 : 0;
+	pthread_mutex_unlock(&fake.lock);
+	stderr_to_memfd();
+	pthread_mutex_lock(&stress.lock);
+	stress.on = true;
+	stress.done = false;
+	stress.holders = 0;
+	stress.progress = 0;
+	stress.error[0] = '\0';
+	pthread_mutex_unlock(&stress.lock);
+
+	assert_int_equal(pthread_create(&watchdog, NULL, watchdog_main, NULL), 0);
+	assert_int_equal(pthread_create(&observer, NULL, observe_main, g), 0);
+	if (linger)
+		pthread_barrier_init(&halfway, NULL, STRESS_THREADS);
+	for (int i = 0; i < STRESS_THREADS; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		c[i].g = g;
+		c[i].seed = (unsigned)i + 1;
+		c[i].halfway = linger ? &halfway : NULL;
+		assert_int_equal(pthread_create(&c[i].thread, NULL, stress_main, &c[i]),
+				 0);
+	}
+	for (int i = 0; i < STRESS_THREADS; i++) {
+		pthread_join(c[i].thread, NULL);
+		o->ok += c[i].ok;
+		o->enospc += c[i].enospc;
+		o->enxio += c[i].enxio;
+		o->eio += c[i].eio;
+	}
+	o->sets_left = snapfs_snapset_count();
+	/* Unmount, still under the watchdog. */
+	snapfs_snapset_shutdown();
+	started = false;
+	stress_end();
+	pthread_join(observer, NULL);
+	pthread_join(watchdog, NULL);
+	if (linger)
+		pthread_barrier_destroy(&halfway);
+	o->ms = now_ms() - t0;
+	stress_collect(o);
+	stderr_back(o->error[0] || o->t.anomaly[0]);
+	guest_free(g);
+}
+
+static void stress_check(unsigned linger, const struct stress_outcome *o)
+{
+	print_message("linger %u: %d cycles in %.1f s: %zu snapshots made, %u opens, %u "
+		      "lvremove calls from the reaper or unmount, %u reads of an invalid "
+		      "snapshot; failed by chance: %u lvcreate, %u open, %u lvremove\n",
+		      linger, STRESS_THREADS * STRESS_CYCLES, (double)o->ms / 1000,
+		      o->t.nsnap, o->t.opens, o->other_removes, o->eio, o->failed_creates,
+		      o->failed_opens, o->failed_removes);
+	if (o->error[0])
+		fail_msg("%s", o->error);
+	assert_string_equal(o->t.anomaly, "");
+	/* Every snapshot made was removed exactly once, and no other. */
+	assert_clean();
+	/* Every acquire succeeded, or failed because the fake failed it. */
+	assert_int_equal(o->ok + o->enospc + o->enxio, STRESS_THREADS * STRESS_CYCLES);
+	assert_int_equal(o->enospc, o->failed_creates);
+	assert_int_equal(o->enxio, o->failed_opens);
+	assert_true(o->ok > 0);
+	if (!o->invalidated)
+		assert_int_equal(o->eio, 0);
+	/* Without linger, the last release removed the set. */
+	assert_true(o->sets_left <= (linger ? 1 : 0));
+	assert_int_equal(o->t.nsnap + o->failed_creates, o->t.create_calls);
+	assert_int_equal(o->not_removed, 0);
+	assert_int_equal(o->t.removes_ok, o->t.nsnap);
+	assert_int_equal(o->t.remove_calls, o->t.nsnap + o->failed_removes);
+	/* And every device the fake opened is closed. */
+	assert_int_equal(o->fds_open, 0);
+	if (o->fds_proc >= 0)
+		assert_int_equal(o->fds_proc, 0);
+	assert_int_equal(snapfs_snapset_count(), 0);
+}
+
+static void test_stress_cycles(void **state UNUSED)
+{
+	struct stress_outcome o;
+
+	stress_run(0, &o);
+	stress_check(0, &o);
+}
+
+/* With linger, sets outlive their last release: reacquired, replaced when
+ * invalid, and removed by the reaper. */
+static void test_stress_cycles_linger(void **state UNUSED)
+{
+	struct stress_outcome o;
+
+	stress_run(1, &o);
+	stress_check(1, &o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1337,6 +1989,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_snapshot_names, test_teardown),
 		cmocka_unit_test_teardown(test_shutdown_while_a_set_is_made,
 					  test_teardown),
+		cmocka_unit_test_teardown(test_stress_cycles, test_teardown),
+		cmocka_unit_test_teardown(test_stress_cycles_linger, test_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
