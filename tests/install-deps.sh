@@ -13,6 +13,8 @@ packages=(
 	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
 	systemd
+	# tests: lvmlockd with sanlock for a shared VG (shared-vg.sh)
+	lvm2-lockd sanlock
 	# the throw-away VM that gives the tests a kernel with device-mapper
 	qemu-system-x86 linux-image-amd64 busybox-static udev cpio kmod xz-utils
 )

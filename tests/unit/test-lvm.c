@@ -424,6 +424,12 @@ static void test_errno_busy(void **state UNUSED)
 		  "vg0/web.",
 		  -EBUSY },
 		{ "  VG vg0 lock failed: held by other host.", -EBUSY },
+		/* lvmlockd, as LVM 2.03.16 says it: lvcreate --snapshot wants
+		 * the origin's lock exclusive, and this host holds it shared
+		 * (lvchange -asy). */
+		{ "  LV is already locked with incompatible mode: vg0/web\n"
+		  "  Failed to lock origin LV vg0/web",
+		  -EBUSY },
 		/* Clustered VG (lv_manip.c): the origin active on another node. */
 		{ "  web must be active exclusively to create snapshot", -EBUSY },
 		/* pvmove holds the origin (lv_manip.c). */
