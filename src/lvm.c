@@ -2,6 +2,7 @@
  * what snapfs made.  Every command runs through snapfs_exec. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -117,6 +118,37 @@ int snapfs_lvm_parse_lvs(const char *text, struct snapfs_lv_list *out)
 }
 
 /* Run "lvm SUBCOMMAND ..." and log its words on failure. */
+char *snapfs_lvm_one_line(const char *text)
+{
+	char *out = malloc(2 * strlen(text) + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	while (*text) {
+		const char *end = strchr(text, '\n');
+		size_t len = end ? (size_t)(end - text) : strlen(text);
+		const char *next = text + len + (end ? 1 : 0);
+
+		while (len && isspace((unsigned char)*text)) {
+			text++;
+			len--;
+		}
+		while (len && isspace((unsigned char)text[len - 1]))
+			len--;
+		if (len) {
+			if (o != out) {
+				*o++ = ';';
+				*o++ = ' ';
+			}
+			memcpy(o, text, len);
+			o += len;
+		}
+		text = next;
+	}
+	*o = '\0';
+	return out;
+}
+
 static int run_lvm(const char *const *args, struct snapfs_exec_result *res)
 {
 	const char *argv[48];
@@ -128,6 +160,17 @@ static int run_lvm(const char *const *args, struct snapfs_exec_result *res)
 		argv[n++] = *args++;
 	argv[n] = NULL;
 	rc = snapfs_exec(argv, lvm_timeout_ms, res);
+	/* LVM's messages come one per line, indented: a log line is one line. */
+	if (rc == 0) {
+		char *err = snapfs_lvm_one_line(res->err);
+
+		if (!err) {
+			snapfs_exec_result_free(res);
+			return -ENOMEM;
+		}
+		free(res->err);
+		res->err = err;
+	}
 	if (rc == 0 && snapfs_log_debug_enabled(SNAPFS_DBG_LVM)) {
 		snapfs_debug(SNAPFS_DBG_LVM, "lvm %s %s: exit %d%s%s", argv[1],
 			     n > 2 ? argv[n - 1] : "", res->status, res->err[0] ? ": " : "",

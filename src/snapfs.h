@@ -163,6 +163,9 @@ int snapfs_lvm_snapshot_remove(const char *vg, const char *lv, const char *owner
 /* Remove every LV tagged with owner (NULL: any snapfs owner).  Returns the
  * number removed or -errno. */
 int snapfs_lvm_sweep(const char *owner);
+/* LVM's stderr as one line: each line trimmed, empty ones dropped, the rest
+ * joined with "; ".  Caller frees; NULL when out of memory. */
+char *snapfs_lvm_one_line(const char *text);
 
 /* ---- partitions.c ------------------------------------------------------ */
 

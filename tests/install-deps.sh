@@ -10,7 +10,7 @@ packages=(
 	# run
 	fuse3 lvm2 libvirt-clients
 	# tests: disk tools, a real libvirtd, valgrind
-	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu
+	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu python3
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
 	systemd
 	# tests: lvmlockd with sanlock for a shared VG (shared-vg.sh)

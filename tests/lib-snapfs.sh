@@ -153,6 +153,20 @@ wait_snapfs_lvs() {
 	assert_snapfs_lvs "$1" "$2"
 }
 
+# open_errno FILE: the errno of open(2) on FILE, by name (ENOSPC, EBUSY),
+# or "opened".
+open_errno() {
+	python3 - "$1" <<'PY'
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDONLY))
+except OSError as e:
+    print(errno.errorcode[e.errno])
+else:
+    print("opened")
+PY
+}
+
 # one_guest_xml FILE NAME DEV...: a test-driver node with one guest whose
 # disks vda, vdb, ... are the given devices.
 one_guest_xml() {

@@ -118,26 +118,14 @@ one_guest_xml "$xml" web /dev/$vg/disk
 mnt=/tmp/snapfs-shared-vg
 snapfs_start "test://$xml" $mnt
 
-# open(2)'s errno, by name.
-open_errno() {
-	python3 - "$1" <<'PY'
-import errno, os, sys
-try:
-    os.close(os.open(sys.argv[1], os.O_RDONLY))
-except OSError as e:
-    print(errno.errorcode[e.errno])
-else:
-    print("opened")
-PY
-}
-
 lvs_before=$(lvs -a --noheadings -o lv_name $vg | sort)
 got=$(open_errno $mnt/web/vda.raw)
 [ "$got" = EBUSY ] || fail "open with the origin active shared: expected EBUSY, got $got"
-words="LV is already locked with incompatible mode: $vg/disk"
+# LVM's two lines, as one log line.
+words="LV is already locked with incompatible mode: $vg/disk; Failed to lock origin LV $vg/disk"
 [ "$(grep -c 'guest web disk vda' "$SNAPFS_LOG")" = 1 ] ||
 	fail "expected one log line about guest web disk vda"
-grep -qxF "snapfs: error: guest web disk vda: snapshot of $vg/disk failed:   $words" \
+grep -qxF "snapfs: error: guest web disk vda: snapshot of $vg/disk failed: $words" \
 	"$SNAPFS_LOG" || fail "log lacks guest, disk and LVM's words: $words"
 got=$(open_errno $mnt/web/vda1.raw)
 [ "$got" = EBUSY ] || fail "open of a partition with the origin active shared: got $got"

@@ -29,19 +29,6 @@ one_guest_xml $xml guest /dev/$vg/disk
 mnt=/tmp/snapfs-thin
 snapfs_start "test://$xml" $mnt
 
-# open(2)'s errno, by name.
-open_errno() {
-	python3 - "$1" <<'PY'
-import errno, os, sys
-try:
-    os.close(os.open(sys.argv[1], os.O_RDONLY))
-except OSError as e:
-    print(errno.errorcode[e.errno])
-else:
-    print("opened")
-PY
-}
-
 lvs_before=$(lvs --noheadings -o lv_name $vg | sort)
 got=$(open_errno $mnt/guest/vda.raw)
 [ "$got" = ENOSPC ] || fail "open past the pool's threshold: expected ENOSPC, got $got"
@@ -49,7 +36,7 @@ assert_snapfs_lvs $vg 0
 [ "$(lvs --noheadings -o lv_name $vg | sort)" = "$lvs_before" ] || fail "LVs changed"
 no_snapfs_lvs $vg
 words="Cannot create new thin volume, free space in thin pool $vg/pool reached threshold."
-grep -qxF "snapfs: error: guest guest disk vda: snapshot of $vg/disk failed:   $words" \
+grep -qxF "snapfs: error: guest guest disk vda: snapshot of $vg/disk failed: $words" \
 	"$SNAPFS_LOG" || fail "log lacks guest, disk and lvcreate's words: $words"
 
 # Below the threshold (96 MiB: 29%) the same open takes a thin snapshot.
