@@ -31,6 +31,11 @@ static int cleanup_only(const char *mountpoint)
 			return 1;
 		}
 		owner_tag(real, owner, sizeof(owner));
+		/* Never the snapshots of a snapfs that serves it now. */
+		if (snapfs_fs_owner_lock(owner, real, 0, false) == -EBUSY) {
+			fprintf(stderr, "snapfs: nothing removed\n");
+			return 1;
+		}
 	}
 	n = snapfs_lvm_sweep(mountpoint ? owner : NULL);
 	if (n < 0)
@@ -153,6 +158,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	owner_tag(real, owner, sizeof(owner));
+	/* Held until we exit; a restart waits for the last run's removals. */
+	if (snapfs_fs_owner_lock(owner, real, o.lvm_timeout, true) == -EBUSY)
+		goto out;
 	if (snapfs_dm_init() < 0)
 		snapfs_warn("cannot open /dev/mapper/control (%m): snapshots cannot be checked, "
 			    "so reads will fail");

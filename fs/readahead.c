@@ -32,8 +32,7 @@ static void unescape(char *s)
 	*o = '\0';
 }
 
-/* The device number of the newest fuse.snapfs mount on mountpoint. */
-static int find_mount(const char *mountpoint, unsigned *major, unsigned *minor)
+int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *minor)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
@@ -60,8 +59,10 @@ static int find_mount(const char *mountpoint, unsigned *major, unsigned *minor)
 		if (!fstype || strcmp(fstype, "fuse.snapfs") || strcmp(mnt, mountpoint) ||
 		    sscanf(dev, "%u:%u", &ma, &mi) != 2)
 			continue;
-		*major = ma;
-		*minor = mi;
+		if (major)
+			*major = ma;
+		if (minor)
+			*minor = mi;
 		rc = 0;
 	}
 	free(line);
@@ -73,7 +74,7 @@ static int set_readahead(const char *mountpoint, unsigned kib)
 {
 	unsigned major = 0, minor = 0;
 	char path[64], text[16];
-	int fd, len, rc = find_mount(mountpoint, &major, &minor);
+	int fd, len, rc = snapfs_fs_find_mount(mountpoint, &major, &minor);
 
 	if (rc < 0) {
 		snapfs_warn("readahead of %s unchanged: mount not found in mountinfo (%s)",

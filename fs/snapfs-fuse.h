@@ -48,6 +48,19 @@ void snapfs_opts_usage(const char *prog);
 void snapfs_fs_readahead_start(const char *mountpoint, unsigned kib);
 /* After the unmount: wait for that thread. */
 void snapfs_fs_readahead_join(void);
+/* 0 when a snapfs mount is on mountpoint now (the newest one's device
+ * number in *major, *minor, either may be NULL), else -ENOENT or -errno. */
+int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *minor);
+
+/* ---- owner-lock.c ------------------------------------------------------ */
+
+/* Lock the owner mark of a mount point for the life of the process.  If
+ * another snapfs holds it: -EBUSY at once when wait is false or that one is
+ * still mounted, else after waiting up to wait_s seconds for it to finish
+ * removing its snapshots.  The fd to keep open, -EBUSY, or -1 when no lock
+ * could be made at all (logged; the caller goes on without one). */
+int snapfs_fs_owner_lock(const char *owner, const char *mountpoint, unsigned wait_s,
+			 bool wait);
 
 /* ---- tree.c ------------------------------------------------------------ */
 
