@@ -275,6 +275,11 @@ int snapfs_catalog_init(const struct snapfs_source *src, double seconds)
 {
 	source = *src;
 	cache_seconds = seconds;
+	/* A start after snapfs_catalog_shutdown (the unit tests make one per
+	 * test) may start background discoveries again. */
+	pthread_mutex_lock(&catalog_lock);
+	stopping = false;
+	pthread_mutex_unlock(&catalog_lock);
 	return 0;
 }
 

@@ -278,7 +278,8 @@ struct snapfs_catalog {
 	size_t n;
 };
 
-/* Set by the program at start. */
+/* Set by the program at start; again after snapfs_catalog_shutdown, for a
+ * new start. */
 int snapfs_catalog_init(const struct snapfs_source *src, double cache_seconds);
 void snapfs_catalog_shutdown(void);
 /* The current catalog; one older than the cache time is still served
