@@ -271,6 +271,9 @@ struct snapfs_guest {
 struct snapfs_catalog {
 	unsigned refs;                    /* under the catalog lock in catalog.c */
 	struct timespec stamp;            /* when it was taken */
+	struct timespec begun;            /* CLOCK_MONOTONIC: when its discovery
+					   * began (the wall clock may be set
+					   * back; stamps then run ahead of it) */
 	struct timespec published;        /* CLOCK_MONOTONIC: when published, or
 					   * kept after a failed discovery; under
 					   * the catalog lock */

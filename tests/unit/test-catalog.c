@@ -3,7 +3,7 @@
  * links this program with
  *   -Wl,--wrap=snapfs_lvm_list -Wl,--wrap=snapfs_lvm_list_free
  *   -Wl,--wrap=snapfs_source_libvirt_list -Wl,--wrap=snapfs_device_open
- *   -Wl,--wrap=snapfs_log
+ *   -Wl,--wrap=snapfs_stamp_next -Wl,--wrap=snapfs_log
  *   -Wl,--wrap=pthread_create
  * so a discovery lands in the fakes below.  Discovery N (counted from 1 in
  * each test) lists one LV, "lv-N", and one guest, "gen-N", with a raw disk
@@ -60,6 +60,8 @@ void __wrap_snapfs_lvm_list_free(struct snapfs_lv_list *l);
 int __wrap_snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 				      struct snapfs_guest **out, size_t *n);
 int __wrap_snapfs_device_open(const char *path, uint64_t *size);
+struct timespec __real_snapfs_stamp_next(void);
+struct timespec __wrap_snapfs_stamp_next(void);
 void __wrap_snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
@@ -91,8 +93,9 @@ static struct {
 	/* On request. */
 	unsigned hold; /* discovery N waits in snapfs_lvm_list; 0: none */
 	bool held, release, hold_timed_out;
-	unsigned fail;	  /* discovery N fails; 0: none */
-	int thread_error; /* pthread_create fails with it; 0: no */
+	unsigned fail;	    /* discovery N fails; 0: none */
+	int thread_error;   /* pthread_create fails with it; 0: no */
+	time_t stamp_ahead; /* seconds added to every stamp */
 } fake = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -247,6 +250,18 @@ int __wrap_snapfs_device_open(const char *path, uint64_t *size)
 	return -ENOENT;
 }
 
+/* stamp_ahead as after the wall clock was set back: snapfs_stamp_next
+ * then goes on from its last stamp, ahead of the clock. */
+struct timespec __wrap_snapfs_stamp_next(void)
+{
+	struct timespec ts = __real_snapfs_stamp_next();
+
+	pthread_mutex_lock(&fake.lock);
+	ts.tv_sec += fake.stamp_ahead;
+	pthread_mutex_unlock(&fake.lock);
+	return ts;
+}
+
 void __wrap_snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
@@ -297,6 +312,7 @@ static void fake_reset(void)
 	fake.held = fake.release = fake.hold_timed_out = false;
 	fake.fail = 0;
 	fake.thread_error = 0;
+	fake.stamp_ahead = 0;
 	pthread_mutex_unlock(&fake.lock);
 }
 
@@ -915,6 +931,23 @@ static void test_get_fresh_waits_for_its_discovery(void **state UNUSED)
 	assert_no_anomaly();
 }
 
+/* The wall clock set back: stamps run ahead of it, and get_fresh must not
+ * take them for discoveries begun after it was called. */
+static void test_get_fresh_with_stamps_ahead_of_the_clock(void **state UNUSED)
+{
+	struct snapfs_catalog *c = NULL;
+
+	pthread_mutex_lock(&fake.lock);
+	fake.stamp_ahead = 3600;
+	pthread_mutex_unlock(&fake.lock);
+	assert_int_equal(served(), 1);
+	assert_int_equal(snapfs_catalog_get_fresh(&c), 0);
+	assert_int_equal(gen(c), 2);
+	assert_int_equal(tally().lists, 2);
+	snapfs_catalog_put(c);
+	assert_no_anomaly();
+}
+
 /* A background discovery started while an open's discovery ran finds, once
  * it may run, a fresh catalog, and does nothing. */
 static void test_background_discovery_skipped_after_fresh_one(void **state UNUSED)
@@ -1005,6 +1038,7 @@ int main(void)
 		TEST(test_get_fresh_discovers_despite_a_fresh_catalog, cache_forever),
 		TEST(test_get_fresh_never_takes_a_discovery_begun_before, cache_short),
 		TEST(test_get_fresh_waits_for_its_discovery, cache_forever),
+		TEST(test_get_fresh_with_stamps_ahead_of_the_clock, cache_forever),
 		TEST(test_background_discovery_skipped_after_fresh_one, cache_long),
 		TEST(test_shutdown_waits_for_background_discovery, cache_short),
 #undef TEST
