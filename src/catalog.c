@@ -248,6 +248,7 @@ static int discover(struct snapfs_catalog **out)
 	if (!c)
 		return -ENOMEM;
 	c->refs = 1;
+	clock_gettime(CLOCK_MONOTONIC, &c->begun);
 	c->stamp = snapfs_stamp_next();
 	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
 							    : NULL,
@@ -275,6 +276,11 @@ int snapfs_catalog_init(const struct snapfs_source *src, double seconds)
 {
 	source = *src;
 	cache_seconds = seconds;
+	/* A start after snapfs_catalog_shutdown (the unit tests make one per
+	 * test) may start background discoveries again. */
+	pthread_mutex_lock(&catalog_lock);
+	stopping = false;
+	pthread_mutex_unlock(&catalog_lock);
 	return 0;
 }
 
@@ -442,12 +448,12 @@ int snapfs_catalog_get_fresh(struct snapfs_catalog **out)
 	struct snapfs_catalog *c;
 	int rc;
 
-	clock_gettime(CLOCK_REALTIME, &start);
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	pthread_mutex_lock(&refresh_lock);
 	c = take_current(false);
 	/* A discovery that began after we were asked will do. */
-	if (c && (c->stamp.tv_sec > start.tv_sec ||
-		  (c->stamp.tv_sec == start.tv_sec && c->stamp.tv_nsec > start.tv_nsec))) {
+	if (c && (c->begun.tv_sec > start.tv_sec ||
+		  (c->begun.tv_sec == start.tv_sec && c->begun.tv_nsec > start.tv_nsec))) {
 		pthread_mutex_unlock(&refresh_lock);
 		*out = c;
 		return 0;

@@ -274,6 +274,9 @@ struct snapfs_guest {
 struct snapfs_catalog {
 	unsigned refs;                    /* under the catalog lock in catalog.c */
 	struct timespec stamp;            /* when it was taken */
+	struct timespec begun;            /* CLOCK_MONOTONIC: when its discovery
+					   * began (the wall clock may be set
+					   * back; stamps then run ahead of it) */
 	struct timespec published;        /* CLOCK_MONOTONIC: when published, or
 					   * kept after a failed discovery; under
 					   * the catalog lock */
@@ -281,7 +284,8 @@ struct snapfs_catalog {
 	size_t n;
 };
 
-/* Set by the program at start. */
+/* Set by the program at start; again after snapfs_catalog_shutdown, for a
+ * new start. */
 int snapfs_catalog_init(const struct snapfs_source *src, double cache_seconds);
 void snapfs_catalog_shutdown(void);
 /* The current catalog; one older than the cache time is still served
