@@ -1,5 +1,6 @@
 #!/bin/bash
-# Install what snapfs needs to build, test and run on Debian 12 (as root).
+# Install what snapfs needs to build, test and run on Debian 12 (as root);
+# `install-deps.sh bench` adds what tests/bench/run uses.
 # Safe to run again: apt-get skips what is there.
 set -euo pipefail
 
@@ -18,6 +19,11 @@ packages=(
 	# the throw-away VM that gives the tests a kernel with device-mapper
 	qemu-system-x86 linux-image-amd64 busybox-static udev cpio kmod xz-utils
 )
+
+# "bench": also what the benchmark compares with and reads through.
+if [ "${1:-}" = bench ]; then
+	packages+=(rsync xmount qemu-system-common)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
