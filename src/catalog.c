@@ -449,9 +449,20 @@ int snapfs_catalog_get_fresh(struct snapfs_catalog **out)
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* A discovery that began after we were asked will do, or one begun
+	 * just before: the kernel looks the path up right before it opens it,
+	 * and when the list was stale that lookup started a discovery, a few
+	 * milliseconds older than this call.  Waiting for it and then making
+	 * another would double the time of the open, and an LV swapped within
+	 * the slack is no worse a race than one swapped between any discovery
+	 * and its lvcreate. */
+	start.tv_nsec -= SNAPFS_FRESH_SLACK_MS * 1000000L;
+	while (start.tv_nsec < 0) {
+		start.tv_nsec += 1000000000L;
+		start.tv_sec--;
+	}
 	pthread_mutex_lock(&refresh_lock);
 	c = take_current(false);
-	/* A discovery that began after we were asked will do. */
 	if (c && (c->begun.tv_sec > start.tv_sec ||
 		  (c->begun.tv_sec == start.tv_sec && c->begun.tv_nsec > start.tv_nsec))) {
 		pthread_mutex_unlock(&refresh_lock);

@@ -293,8 +293,10 @@ void snapfs_catalog_shutdown(void);
  * drop it with snapfs_catalog_put. */
 int snapfs_catalog_get(struct snapfs_catalog **out);
 void snapfs_catalog_put(struct snapfs_catalog *c);
-/* A catalog discovered after this call began (never a cached one): a new
- * snapshot set is made from disks resolved at open.  0 or -errno. */
+/* A catalog whose discovery began after this call, or at most
+ * SNAPFS_FRESH_SLACK_MS before it (never an older one): a new snapshot set
+ * is made from disks resolved at open.  0 or -errno. */
+#define SNAPFS_FRESH_SLACK_MS 500
 int snapfs_catalog_get_fresh(struct snapfs_catalog **out);
 const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
 						const char *dir);

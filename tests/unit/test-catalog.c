@@ -475,6 +475,13 @@ static void wait_stale(void)
 	sleep_ms((int)cache_ms + 50);
 }
 
+/* Long enough for every discovery begun before this call to be too old
+ * for get_fresh, which takes one begun within its slack. */
+static void past_slack(void)
+{
+	sleep_ms(SNAPFS_FRESH_SLACK_MS + 50);
+}
+
 static void assert_no_anomaly(void)
 {
 	struct tally t = tally();
@@ -856,6 +863,7 @@ static void test_get_fresh_discovers_despite_a_fresh_catalog(void **state UNUSED
 	struct snapfs_catalog *c = NULL;
 
 	assert_int_equal(served(), 1);
+	past_slack();
 	assert_int_equal(snapfs_catalog_get_fresh(&c), 0);
 	assert_int_equal(gen(c), 2);
 	assert_true(ran_on(2, pthread_self()));
@@ -865,6 +873,7 @@ static void test_get_fresh_discovers_despite_a_fresh_catalog(void **state UNUSED
 
 	/* A failure is the open's error; listings keep what they had. */
 	fail_discovery(3);
+	past_slack();
 	c = NULL;
 	assert_int_equal(snapfs_catalog_get_fresh(&c), -ECONNREFUSED);
 	assert_int_equal(served(), 2);
@@ -887,8 +896,9 @@ static void test_get_fresh_never_takes_a_discovery_begun_before(void **state UNU
 	hold(2);
 	assert_int_equal(served(), 1);
 	assert_true(wait_fake(is_held, 0, PROMPT_MS));
+	past_slack();
 	spawn(&f.thread, fresh_main, &f);
-	/* Not the stale catalog, nor the one under way. */
+	/* Not the stale catalog, nor the one under way, begun too long ago. */
 	early = fresh_done(&f, 200);
 	release();
 	if (!fresh_done(&f, PROMPT_MS))
@@ -904,6 +914,35 @@ static void test_get_fresh_never_takes_a_discovery_begun_before(void **state UNU
 	assert_no_anomaly();
 }
 
+/* The lookup right before an open found the list stale and started a
+ * discovery: the open waits for that one and makes no second. */
+static void test_get_fresh_takes_a_discovery_begun_within_the_slack(void **state UNUSED)
+{
+	static struct fresh_caller f;
+	bool early;
+
+	memset(&f, 0, sizeof(f));
+
+	assert_int_equal(served(), 1);
+	wait_stale();
+	hold(2);
+	assert_int_equal(served(), 1); /* the lookup: starts discovery 2 */
+	assert_true(wait_fake(is_held, 0, PROMPT_MS));
+	spawn(&f.thread, fresh_main, &f);
+	/* Not the stale catalog: it waits for the one under way. */
+	early = fresh_done(&f, 200);
+	release();
+	if (!fresh_done(&f, PROMPT_MS))
+		fail_msg("get_fresh did not return");
+	pthread_join(f.thread, NULL);
+	assert_false(early);
+	assert_int_equal(f.rc, 0);
+	assert_int_equal(gen(f.c), 2);
+	snapfs_catalog_put(f.c);
+	assert_int_equal(tally().lists, 2);
+	assert_no_anomaly();
+}
+
 /* A get_fresh waits for its own discovery; lookups meanwhile do not. */
 static void test_get_fresh_waits_for_its_discovery(void **state UNUSED)
 {
@@ -913,6 +952,7 @@ static void test_get_fresh_waits_for_its_discovery(void **state UNUSED)
 	memset(&f, 0, sizeof(f));
 
 	assert_int_equal(served(), 1);
+	past_slack();
 	hold(2);
 	spawn(&f.thread, fresh_main, &f);
 	assert_true(wait_fake(is_held, 0, PROMPT_MS));
@@ -941,6 +981,7 @@ static void test_get_fresh_with_stamps_ahead_of_the_clock(void **state UNUSED)
 	fake.stamp_ahead = 3600;
 	pthread_mutex_unlock(&fake.lock);
 	assert_int_equal(served(), 1);
+	past_slack();
 	assert_int_equal(snapfs_catalog_get_fresh(&c), 0);
 	assert_int_equal(gen(c), 2);
 	assert_int_equal(tally().lists, 2);
@@ -958,6 +999,7 @@ static void test_background_discovery_skipped_after_fresh_one(void **state UNUSE
 
 	assert_int_equal(served(), 1);
 	wait_stale();
+	past_slack();
 	hold(2);
 	spawn(&f.thread, fresh_main, &f);
 	assert_true(wait_fake(is_held, 0, PROMPT_MS));
@@ -1037,6 +1079,7 @@ int main(void)
 		TEST(test_cache_zero_discovers_at_every_get, cache_none),
 		TEST(test_get_fresh_discovers_despite_a_fresh_catalog, cache_forever),
 		TEST(test_get_fresh_never_takes_a_discovery_begun_before, cache_short),
+		TEST(test_get_fresh_takes_a_discovery_begun_within_the_slack, cache_short),
 		TEST(test_get_fresh_waits_for_its_discovery, cache_forever),
 		TEST(test_get_fresh_with_stamps_ahead_of_the_clock, cache_forever),
 		TEST(test_background_discovery_skipped_after_fresh_one, cache_long),
