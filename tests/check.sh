@@ -18,12 +18,12 @@ make -j"$(nproc)" check || rc=$?
 
 # One line per kind of test, then the closing count.
 count() { { grep -l "^:test-result: $2" $1 2>/dev/null || true; } | wc -l; }
-unit_pass=$(count "tests/unit/*.trs" PASS)
-unit_fail=$(( $(count "tests/unit/*.trs" FAIL) + $(count "tests/unit/*.trs" ERROR) ))
+unit_pass=$(count "tests/unit/*.trs tests/fuzz/*.trs" PASS)
+unit_fail=$(( $(count "tests/unit/*.trs tests/fuzz/*.trs" FAIL) + $(count "tests/unit/*.trs tests/fuzz/*.trs" ERROR) ))
 int_pass=$(count "tests/integration/*.trs" PASS)
 int_fail=$(( $(count "tests/integration/*.trs" FAIL) + $(count "tests/integration/*.trs" ERROR) ))
 int_skip=$(count "tests/integration/*.trs" SKIP)
-echo "unit tests: $unit_pass passed, $unit_fail failed"
+echo "unit tests (and the fuzz corpus replay): $unit_pass passed, $unit_fail failed"
 echo "integration tests: $int_pass passed, $int_fail failed, $int_skip skipped"
 if [ "$rc" -ne 0 ]; then
 	cat test-suite.log
