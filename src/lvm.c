@@ -117,7 +117,6 @@ int snapfs_lvm_parse_lvs(const char *text, struct snapfs_lv_list *out)
 	return 0;
 }
 
-/* Run "lvm SUBCOMMAND ..." and log its words on failure. */
 char *snapfs_lvm_one_line(const char *text)
 {
 	char *out = malloc(2 * strlen(text) + 1), *o = out;
@@ -149,6 +148,7 @@ char *snapfs_lvm_one_line(const char *text)
 	return out;
 }
 
+/* Run "lvm SUBCOMMAND ..." and log its words on failure. */
 static int run_lvm(const char *const *args, struct snapfs_exec_result *res)
 {
 	const char *argv[48];
