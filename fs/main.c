@@ -91,8 +91,6 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
 		goto out_unmount;
 	snapfs_snapset_init(&set_cfg);
-	if (o->readahead)
-		snapfs_fs_readahead_start(o->mountpoint, o->readahead);
 	snapfs_info("serving %s on %s", o->source ? o->source : "libvirt's default URI",
 		    o->mountpoint);
 	if (o->single_thread) {
@@ -116,7 +114,6 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 out_unmount:
 	fuse_unmount(fuse);
-	snapfs_fs_readahead_join();
 	/* Every snapshot goes, open files or not, before we exit. */
 	snapfs_snapset_shutdown();
 	snapfs_fs_free_handles();

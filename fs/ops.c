@@ -113,11 +113,22 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 	fill_size(st, n->kind == NODE_PART ? n->part.size : n->disk->lv.size);
 }
 
-/* getattr: stat(2) and every lookup.  Never creates a snapshot. */
+static void apply_readahead(void)
+{
+	if (snapfs_fs_opts->readahead)
+		snapfs_fs_set_readahead(snapfs_fs_opts->mountpoint, snapfs_fs_opts->readahead);
+}
+
+/* getattr: stat(2) and every lookup.  Never creates a snapshot.  The first
+ * one also widens the mount's readahead: the kernel sends no request but
+ * init before it has applied init's reply, which would undo it. */
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
+	static pthread_once_t readahead_once = PTHREAD_ONCE_INIT;
 	struct snapfs_node n;
 	int rc;
+
+	pthread_once(&readahead_once, apply_readahead);
 
 	const struct handle *h = fi ? (const struct handle *)(uintptr_t)fi->fh : NULL;
 
@@ -640,7 +651,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->attr_timeout = 1;
 	cfg->negative_timeout = 0;
 	/* No max_readahead: the kernel takes none larger than the 128 KiB it
-	 * proposes; the window is widened in sysfs instead (readahead.c). */
+	 * proposes; the window is widened in sysfs instead (op_getattr). */
 	return NULL;
 }
 

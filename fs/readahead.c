@@ -2,16 +2,15 @@
  * backing device the default window (128 KiB) whatever init asks for, so
  * every sequential reader, cp or dd bs=1M alike, would become 128 KiB
  * requests, each a round trip through snapfs.  Root can widen it in sysfs,
- * as blockdev --setra does for a disk, once the kernel has had init's
- * reply (it then keeps the smaller of the window and max_readahead). */
+ * as blockdev --setra does for a disk, once the kernel has applied init's
+ * reply (which keeps the smaller of the window and max_readahead): the
+ * ops do it at the first request after init. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "snapfs-fuse.h"
 
@@ -70,7 +69,7 @@ int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *mino
 	return rc;
 }
 
-static int set_readahead(const char *mountpoint, unsigned kib)
+int snapfs_fs_set_readahead(const char *mountpoint, unsigned kib)
 {
 	unsigned major = 0, minor = 0;
 	char path[64], text[16];
@@ -94,45 +93,4 @@ static int set_readahead(const char *mountpoint, unsigned kib)
 	if (fd >= 0)
 		close(fd);
 	return rc;
-}
-
-static struct {
-	pthread_t thread;
-	bool started;
-	const char *mountpoint;
-	unsigned kib;
-} ra; /* owned by the thread that mounts */
-
-static void *readahead_thread(void *arg)
-{
-	struct stat st;
-
-	/* The kernel holds every request until init is answered: once a
-	 * stat of the root returns, init is done.  It fails if the mount goes
-	 * away first, and then there is nothing to set. */
-	if (stat(ra.mountpoint, &st) == 0)
-		set_readahead(ra.mountpoint, ra.kib);
-	return NULL;
-}
-
-void snapfs_fs_readahead_start(const char *mountpoint, unsigned kib)
-{
-	sigset_t all, old;
-
-	ra.mountpoint = mountpoint;
-	ra.kib = kib;
-	/* Signals stay with the loop's threads. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	ra.started = pthread_create(&ra.thread, NULL, readahead_thread, NULL) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!ra.started)
-		snapfs_warn("readahead of %s unchanged: no thread to set it", mountpoint);
-}
-
-void snapfs_fs_readahead_join(void)
-{
-	if (ra.started)
-		pthread_join(ra.thread, NULL);
-	ra.started = false;
 }

@@ -42,12 +42,9 @@ void snapfs_opts_usage(const char *prog);
 /* Default of -o readahead=KIB: 1 MiB requests (the most FUSE sends) with a
  * few in flight. */
 #define SNAPFS_READAHEAD_KB 4096
-/* Set the readahead window of the snapfs mount on mountpoint to kib, from
- * a thread that waits for the kernel's init to be answered: call after the
- * mount, before the loop.  Failures are logged, never fatal. */
-void snapfs_fs_readahead_start(const char *mountpoint, unsigned kib);
-/* After the unmount: wait for that thread. */
-void snapfs_fs_readahead_join(void);
+/* Set the readahead window of the snapfs mount on mountpoint to kib; call
+ * once the kernel has applied init's reply.  0 or -errno, logged. */
+int snapfs_fs_set_readahead(const char *mountpoint, unsigned kib);
 /* 0 when a snapfs mount is on mountpoint now (the newest one's device
  * number in *major, *minor, either may be NULL), else -ENOENT or -errno. */
 int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *minor);

@@ -25,10 +25,7 @@ snapfs_start() {
 	add_cleanup "[ \"\${rc:-0}\" = 0 ] || { echo '--- snapfs log:' >&2; cat '$SNAPFS_LOG' >&2; }"
 	local cmd=("$SNAPFS_BIN" -f "$@" "$source" "$mnt")
 	if [ "${SNAPFS_VALGRIND:-}" = 1 ]; then
-		# fuse-compatible: snapfs stats its own mount (to set its
-		# readahead once init is answered); without the hint valgrind
-		# runs that stat holding its lock, and no thread can answer it.
-		cmd=(valgrind --quiet --error-exitcode=99 --sim-hints=fuse-compatible --leak-check=full
+		cmd=(valgrind --quiet --error-exitcode=99 --leak-check=full
 		     --errors-for-leak-kinds=definite --show-leak-kinds=definite
 		     "${cmd[@]}")
 	fi

@@ -41,6 +41,11 @@ snapfs_start "test://$xml" $mnt
 
 # Hold the set open while the snapshot devices are read directly.
 exec 3<"$mnt/guest/vda.raw"
+# The first request widened the mount's readahead window (-o readahead=,
+# default 4096 KiB), so sequential readers come as 1 MiB requests.
+d=$(stat -c %d $mnt)
+ra=$(cat /sys/class/bdi/$((d >> 8)):$((d & 255))/read_ahead_kb)
+[ "$ra" = 4096 ] || fail "the mount's read_ahead_kb is $ra, not 4096"
 checked=0
 for disk in vda vdb; do
 	snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot "$mnt/guest/$disk.raw")
