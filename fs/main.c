@@ -71,39 +71,39 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.freeze_timeout = o->freeze_timeout,
 		.uri = o->source,
 	};
-	struct fuse *fuse;
+	struct fuse_session *se;
 	int rc = 1;
 
 	if (fuse_opt_add_arg(args, "-oro,nosuid,nodev,default_permissions,subtype=snapfs,"
 				   "noatime") < 0 ||
 	    add_fsname(args, o->source) < 0 || (o->fuse_debug && fuse_opt_add_arg(args, "-odebug") < 0))
 		return 1;
-	fuse = fuse_new(args, &snapfs_ops, sizeof(snapfs_ops), NULL);
-	if (!fuse)
+	se = fuse_session_new(args, &snapfs_ops, sizeof(snapfs_ops), NULL);
+	if (!se)
 		return 1;
-	if (fuse_mount(fuse, o->mountpoint) < 0)
+	if (fuse_session_mount(se, o->mountpoint) < 0)
 		goto out_destroy;
 	/* The parent returns only now that the mount is ready. */
 	if (fuse_daemonize(o->foreground) < 0)
 		goto out_unmount;
 	if (!o->foreground)
 		snapfs_log_init(true, o->debug_mask);
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) < 0)
+	if (fuse_set_signal_handlers(se) < 0)
 		goto out_unmount;
 	snapfs_snapset_init(&set_cfg);
 	snapfs_info("serving %s on %s", o->source ? o->source : "libvirt's default URI",
 		    o->mountpoint);
 	if (o->single_thread) {
-		rc = fuse_loop(fuse);
+		rc = fuse_session_loop(se);
 	} else {
 		loop_cfg = fuse_loop_cfg_create();
 		if (loop_cfg)
 			fuse_loop_cfg_set_max_threads(loop_cfg, 32);
-		rc = fuse_loop_mt(fuse, loop_cfg);
+		rc = fuse_session_loop_mt(se, loop_cfg);
 		fuse_loop_cfg_destroy(loop_cfg);
 	}
 	rc = rc < 0 ? 1 : 0;
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_remove_signal_handlers(se);
 	/* A second ^C or SIGTERM must not cut the removal of the snapshots. */
 	sigset_t block;
 
@@ -113,13 +113,14 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 out_unmount:
-	fuse_unmount(fuse);
+	fuse_session_unmount(se);
 	/* Every snapshot goes, open files or not, before we exit. */
 	snapfs_snapset_shutdown();
-	snapfs_fs_free_handles();
+	snapfs_files_free_all();
+	snapfs_inode_free_all();
 	snapfs_info("unmounted %s", o->mountpoint);
 out_destroy:
-	fuse_destroy(fuse);
+	fuse_session_destroy(se);
 	return rc;
 }
 

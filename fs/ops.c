@@ -1,18 +1,18 @@
-/* The FUSE operations.
+/* The FUSE operations, on libfuse's low-level API.
  *
  * The loop is multithreaded: any op may run beside any other.  Ops hold no
  * lock of their own; what they share lives in src/ (the catalog and the
- * snapshot sets, each with its own lock).  A handle (fi->fh) belongs to one
- * open file and is read-only between open and release (but for its links in
- * open_handles, under handles_lock); reads pread from the snapshot's fd, so
- * readers, of one file or of many guests, never serialize.
+ * snapshot sets, each with its own lock), in inodes.c (the inode numbers)
+ * and files.c (the open files).  An inode number stands for a path; each op
+ * resolves it against the guest list of now, as a path-based file system
+ * would.  Reads go from the snapshot into a buffer each worker thread keeps
+ * for its life, and the reply is copied from there: no allocation, and no
+ * page faults, per request.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
@@ -20,97 +20,18 @@
 
 struct snapfs_opts *snapfs_fs_opts;
 
-#define BLKSIZE (1 << 20) /* st_blksize: cp and friends read 1 MiB at a time */
+/* How long the kernel may keep a name and its attributes: a guest list
+ * changes only at discovery, and an open file's attributes are its
+ * snapshot's.  No negative entries: a guest defined now shows at once. */
+#define ENTRY_TIMEOUT 1.0
+#define ATTR_TIMEOUT 1.0
+/* d_ino of a name listed without a lookup, as libfuse's high-level API
+ * gives it. */
+#define UNKNOWN_INO 0xffffffffu
 
-struct handle {
-	struct snapfs_snapset *set; /* NULL for domain.xml */
-	const struct snapfs_snapdisk *disk;
-	bool read_error_logged;
-	int fd;
-	uint64_t start, size;
-	struct timespec stamp;
-	char *data; /* domain.xml; the path of an open directory */
-	bool dir;
-	struct handle *prev, *next; /* in open_handles */
-};
-
-/* Every open file's handle, so that those the kernel never releases (an
- * unmount with files open) are freed at the end.  Under handles_lock. */
-static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct handle *open_handles;
-
-static void handle_track(struct handle *h)
+static struct snapfs_file *file_of(const struct fuse_file_info *fi)
 {
-	pthread_mutex_lock(&handles_lock);
-	h->next = open_handles;
-	if (open_handles)
-		open_handles->prev = h;
-	open_handles = h;
-	pthread_mutex_unlock(&handles_lock);
-}
-
-static void handle_untrack(struct handle *h)
-{
-	pthread_mutex_lock(&handles_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		open_handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&handles_lock);
-}
-
-void snapfs_fs_free_handles(void)
-{
-	pthread_mutex_lock(&handles_lock);
-	while (open_handles) {
-		struct handle *h = open_handles;
-
-		open_handles = h->next;
-		free(h->data);
-		free(h);
-	}
-	pthread_mutex_unlock(&handles_lock);
-}
-
-static void fill_common(struct stat *st, bool dir, struct timespec stamp)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_mode = dir ? S_IFDIR | 0550 : S_IFREG | 0440;
-	st->st_nlink = dir ? 2 : 1;
-	st->st_uid = 0;
-	st->st_gid = snapfs_fs_opts->gid;
-	st->st_blksize = BLKSIZE;
-	st->st_mtim = st->st_ctim = st->st_atim = stamp;
-}
-
-static void fill_size(struct stat *st, uint64_t size)
-{
-	st->st_size = (off_t)size;
-	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-}
-
-/* Size and time of a disk or partition: the held snapshot's when there is
- * one, else the live origin's as the catalog saw it. */
-static void image_attr(const struct snapfs_node *n, struct stat *st)
-{
-	unsigned partno = n->kind == NODE_PART ? n->part.number : 0;
-	struct snapfs_held held;
-
-	if (snapfs_snapset_held(n->guest->dir, n->disk->file, partno, &held) == 0) {
-		fill_common(st, false, held.stamp);
-		fill_size(st, held.size);
-		return;
-	}
-	/* An mtime is never reused across sets: a backup tool that saw this
-	 * file before the last set was released sees a newer time now. */
-	struct timespec stamp = n->cat->stamp, rel = snapfs_snapset_last_release();
-
-	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
-		stamp = rel;
-	fill_common(st, false, stamp);
-	fill_size(st, n->kind == NODE_PART ? n->part.size : n->disk->lv.size);
+	return (struct snapfs_file *)(uintptr_t)fi->fh;
 }
 
 static void apply_readahead(void)
@@ -119,567 +40,437 @@ static void apply_readahead(void)
 		snapfs_fs_set_readahead(snapfs_fs_opts->mountpoint, snapfs_fs_opts->readahead);
 }
 
-/* getattr: stat(2) and every lookup.  Never creates a snapshot.  The first
- * one also widens the mount's readahead: the kernel sends no request but
- * init before it has applied init's reply, which would undo it. */
-static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+/* Called by the ops a mount's first request can be.  The first one widens
+ * the mount's readahead: the kernel sends no request but init before it has
+ * applied init's reply, which would undo it. */
+static void first_request(void)
 {
 	static pthread_once_t readahead_once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&readahead_once, apply_readahead);
+}
+
+/* lookup: a name in a directory, counted by the kernel until it forgets
+ * it.  Never creates a snapshot. */
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e = { .attr_timeout = ATTR_TIMEOUT, .entry_timeout = ENTRY_TIMEOUT };
+	char dir[SNAPFS_PATH_MAX], path[SNAPFS_PATH_MAX];
 	struct snapfs_node n;
 	int rc;
 
-	pthread_once(&readahead_once, apply_readahead);
-
-	const struct handle *h = fi ? (const struct handle *)(uintptr_t)fi->fh : NULL;
-
-	if (h && !h->dir) {
-		fill_common(st, false, h->stamp);
-		fill_size(st, h->size);
-		return 0;
+	first_request();
+	rc = snapfs_inode_path(parent, dir);
+	if (rc == 0)
+		rc = snapfs_path_join(dir, name, path);
+	if (rc == 0)
+		rc = snapfs_node_lookup(path, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
 	}
-	rc = snapfs_node_lookup(path, &n);
-	if (rc < 0)
-		return rc;
-	switch (n.kind) {
-	case NODE_ROOT:
-	case NODE_GUEST:
-		fill_common(st, true, n.cat->stamp);
-		break;
-	case NODE_XML:
-		fill_common(st, false, n.cat->stamp);
-		fill_size(st, strlen(n.guest->xml));
-		break;
-	case NODE_STATUS:
-		/* Its size is known only when read, as in /proc. */
-		fill_common(st, false, snapfs_stamp_next());
-		break;
-	case NODE_DISK:
-	case NODE_PART:
-		image_attr(&n, st);
-		break;
-	}
+	snapfs_node_stat(&n, &e.attr);
 	snapfs_node_put(&n);
-	return 0;
-}
-
-static int list_guest(const struct snapfs_guest *g, void *buf, fuse_fill_dir_t filler)
-{
-	char name[SNAPFS_NAME_MAX + 1];
-
-	if (g->xml && filler(buf, "domain.xml", NULL, 0, 0))
-		return 0;
-	for (size_t i = 0; i < g->ndisks; i++) {
-		const struct snapfs_disk *d = &g->disk[i];
-
-		if (filler(buf, d->file, NULL, 0, 0))
-			return 0;
-		struct snapfs_partitions parts;
-		bool full = false;
-
-		if (snapfs_node_disk_parts(g, d, &parts) < 0)
-			return -ENOMEM;
-		for (size_t p = 0; p < parts.n && !full; p++)
-			full = snapfs_name_image(d->target, parts.part[p].number, d->ext, name,
-						 sizeof(name)) == 0 &&
-			       filler(buf, name, NULL, 0, 0);
-		snapfs_partitions_free(&parts);
-		if (full)
-			return 0;
+	rc = snapfs_inode_ref(path, &e.ino);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
 	}
-	return 0;
+	e.attr.st_ino = e.ino;
+	/* A lookup the kernel gave up on counts nothing. */
+	if (fuse_reply_entry(req, &e) != 0)
+		snapfs_inode_forget(e.ino, 1);
 }
 
-/* opendir: keep the path; with nullpath_ok readdir may get none. */
-static int op_opendir(const char *path, struct fuse_file_info *fi)
+/* forget: the kernel drops nlookup references to ino. */
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	snapfs_inode_forget(ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		snapfs_inode_forget(forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* getattr: stat(2), and fstat(2) of an open file, whose size and time are
+ * its snapshot's.  Never creates a snapshot. */
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	char path[SNAPFS_PATH_MAX];
 	struct snapfs_node n;
-	struct handle *h;
-	int rc = snapfs_node_lookup(path, &n);
+	struct stat st;
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	rc = n.kind == NODE_ROOT || n.kind == NODE_GUEST ? 0 : -ENOTDIR;
-	snapfs_node_put(&n);
-	if (rc < 0)
-		return rc;
-	h = calloc(1, sizeof(*h));
-	if (!h || !(h->data = strdup(path))) {
-		free(h);
-		return -ENOMEM;
-	}
-	h->dir = true;
-	h->fd = -1;
-	handle_track(h);
-	fi->fh = (uint64_t)(uintptr_t)h;
-	return 0;
-}
-
-static int op_releasedir(const char *path, struct fuse_file_info *fi)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
-	handle_untrack(h);
-	free(h->data);
-	free(h);
-	return 0;
-}
-
-/* readdir: the guests, or one guest's files, as the catalog sees them now.
- * Never creates a snapshot. */
-static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
-		      struct fuse_file_info *fi, enum fuse_readdir_flags flags)
-{
-	struct snapfs_node n;
-	const struct handle *h = (const struct handle *)(uintptr_t)fi->fh;
-	int rc = snapfs_node_lookup(h->data, &n);
-
-	if (rc < 0)
-		return rc;
-	if (n.kind != NODE_ROOT && n.kind != NODE_GUEST) {
-		snapfs_node_put(&n);
-		return -ENOTDIR;
-	}
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	if (n.kind == NODE_ROOT) {
-		for (size_t i = 0; i < n.cat->n; i++)
-			if (filler(buf, n.cat->guest[i].dir, NULL, 0, 0))
-				break;
+	first_request();
+	if (fi && !file_of(fi)->dir) {
+		snapfs_stat_open_file(file_of(fi)->size, file_of(fi)->stamp, &st);
 	} else {
-		rc = list_guest(n.guest, buf, filler);
-	}
-	snapfs_node_put(&n);
-	return rc;
-}
-
-static int open_image(const struct snapfs_node *n, struct handle *h)
-{
-	const struct snapfs_snapdisk *sd;
-	int rc = snapfs_snapset_acquire(n->guest, &h->set);
-
-	if (rc < 0)
-		return rc;
-	sd = snapfs_snapset_disk(h->set, n->disk->file);
-	if (!sd) {
-		/* Hot-plugged after the set was taken. */
-		snapfs_warn("guest %s disk %s: not in the snapshot set held now; close the "
-			    "guest's files to take a new one",
-			    n->guest->name, n->disk->target);
-		rc = -EBUSY;
-		goto fail;
-	}
-	h->fd = sd->fd;
-	h->disk = sd;
-	h->stamp = snapfs_snapset_stamp(h->set);
-	h->size = sd->size;
-	if (n->kind == NODE_PART) {
-		/* The snapshot's own table, not the live one. */
-		const struct snapfs_partition *p = NULL;
-
-		for (size_t i = 0; i < sd->parts.n; i++)
-			if (sd->parts.part[i].number == n->part.number)
-				p = &sd->parts.part[i];
-		if (!p) {
-			snapfs_warn("guest %s disk %s: partition %u is not in the snapshot's "
-				    "partition table",
-				    n->guest->name, n->disk->target, n->part.number);
-			rc = -ENOENT;
-			goto fail;
+		rc = snapfs_inode_path(ino, path);
+		if (rc == 0)
+			rc = snapfs_node_lookup(path, &n);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
 		}
-		h->start = p->start;
-		h->size = p->size;
+		snapfs_node_stat(&n, &st);
+		snapfs_node_put(&n);
 	}
-	return 0;
-fail:
-	snapfs_snapset_release(h->set);
-	h->set = NULL;
-	return rc;
+	st.st_ino = ino;
+	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
-/* Does the guest of n hold a set now? */
-static bool guest_held(const struct snapfs_node *n)
+/* opendir: a guest's directory or the root.  Its listing is made at the
+ * first readdir and again at every rewind. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct snapfs_held held;
+	char path[SNAPFS_PATH_MAX];
+	struct snapfs_file *f;
+	int rc;
 
-	return snapfs_snapset_held(n->guest->dir, n->disk->file, 0, &held) == 0;
+	first_request();
+	rc = snapfs_inode_path(ino, path);
+	if (rc == 0)
+		rc = snapfs_dir_open(path, &f);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		snapfs_file_release(f); /* interrupted: no releasedir comes */
+}
+
+/* One entry of a readdirplus reply: the kernel takes a lookup of each but
+ * "." and ".." (ino 0: no entry, the name only).  Bytes added, or 0 when
+ * it did not fit or failed (*rc). */
+static size_t add_plus(fuse_req_t req, char *buf, size_t room, const char *dir,
+		       const struct snapfs_dirent *d, off_t next, fuse_ino_t *ino, int *rc)
+{
+	struct fuse_entry_param e = { .attr = d->st, .attr_timeout = ATTR_TIMEOUT,
+				      .entry_timeout = ENTRY_TIMEOUT };
+	char path[SNAPFS_PATH_MAX];
+	size_t need;
+
+	if (S_ISDIR(d->st.st_mode) && (!strcmp(d->name, ".") || !strcmp(d->name, ".."))) {
+		e.attr.st_ino = UNKNOWN_INO;
+	} else {
+		*rc = snapfs_path_join(dir, d->name, path);
+		if (*rc == 0)
+			*rc = snapfs_inode_ref(path, &e.ino);
+		if (*rc < 0)
+			return 0;
+		e.attr.st_ino = e.ino;
+	}
+	need = fuse_add_direntry_plus(req, buf, room, d->name, &e, next);
+	if (need > room) {
+		if (e.ino)
+			snapfs_inode_forget(e.ino, 1);
+		return 0;
+	}
+	*ino = e.ino;
+	return need;
+}
+
+/* readdir and readdirplus: the entries from off, as many as fit in size.
+ * Offsets index the listing made at off 0. */
+static void reply_dir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		      bool plus)
+{
+	struct snapfs_file *f = file_of(fi);
+	fuse_ino_t *refs = NULL;
+	size_t used = 0, nrefs = 0;
+	char *buf = malloc(size);
+	int rc = buf ? 0 : -ENOMEM;
+
+	pthread_mutex_lock(&f->list_lock);
+	if (rc == 0 && (off == 0 || !f->list.e))
+		rc = snapfs_dir_list(f->data, &f->list);
+	if (rc == 0 && plus && (uint64_t)off < f->list.n &&
+	    !(refs = calloc(f->list.n - (size_t)off, sizeof(*refs))))
+		rc = -ENOMEM;
+	for (size_t i = (size_t)off; rc == 0 && off >= 0 && i < f->list.n; i++) {
+		const struct snapfs_dirent *d = &f->list.e[i];
+		size_t need;
+
+		if (plus) {
+			need = add_plus(req, buf + used, size - used, f->data, d, (off_t)i + 1,
+					&refs[nrefs], &rc);
+			if (need && refs[nrefs])
+				nrefs++;
+		} else {
+			struct stat st = { .st_ino = UNKNOWN_INO, .st_mode = d->st.st_mode };
+
+			need = fuse_add_direntry(req, buf + used, size - used, d->name, &st,
+						 (off_t)i + 1);
+			if (need > size - used)
+				need = 0;
+		}
+		if (!need)
+			break;
+		used += need;
+	}
+	pthread_mutex_unlock(&f->list_lock);
+	if (rc < 0 && !used)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_buf(req, buf, used) != 0)
+		for (size_t i = 0; i < nrefs; i++) /* the kernel took none of them */
+			snapfs_inode_forget(refs[i], 1);
+	free(refs);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	reply_dir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	reply_dir(req, size, off, fi, true);
+}
+
+/* release and releasedir: the last release of a guest's files removes its
+ * snapshots. */
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	snapfs_file_release(file_of(fi));
+	fuse_reply_err(req, 0);
 }
 
 /* open: the first open of any file of a guest snapshots all its disks. */
-static int op_open(const char *path, struct fuse_file_info *fi)
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct snapfs_node n;
-	struct handle *h;
+	char path[SNAPFS_PATH_MAX];
+	struct snapfs_file *f;
 	int rc;
 
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
-		return -EROFS;
-	rc = snapfs_node_lookup(path, &n);
-	if (rc < 0)
-		return rc;
-	if ((n.kind == NODE_DISK || n.kind == NODE_PART) && !guest_held(&n)) {
-		/* A new set: resolve the guest's disks again now, not from a
-		 * listing that may be seconds old (an LV swapped meanwhile). */
-		struct snapfs_catalog *fresh;
-
-		snapfs_node_put(&n);
-		rc = snapfs_catalog_get_fresh(&fresh);
-		if (rc < 0)
-			return rc;
-		snapfs_catalog_put(fresh);
-		rc = snapfs_node_lookup(path, &n);
-		if (rc < 0)
-			return rc;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	h->fd = -1;
-	switch (n.kind) {
-	case NODE_ROOT:
-	case NODE_GUEST:
-		rc = -EISDIR;
-		break;
-	case NODE_XML:
-		h->data = strdup(n.guest->xml);
-		h->size = h->data ? strlen(h->data) : 0;
-		h->stamp = n.cat->stamp;
-		rc = h->data ? 0 : -ENOMEM;
-		break;
-	case NODE_DISK:
-	case NODE_PART:
-		rc = open_image(&n, h);
-		break;
-	case NODE_STATUS:
-		h->data = snapfs_snapset_report();
-		h->size = h->data ? strlen(h->data) : 0;
-		h->stamp = snapfs_stamp_next();
-		fi->direct_io = 1;
-		rc = h->data ? 0 : -ENOMEM;
-		break;
-	}
+	first_request();
+	rc = snapfs_inode_path(ino, path);
+	if (rc == 0)
+		rc = snapfs_file_open(path, fi->flags, &f);
 	if (rc < 0) {
-		free(h->data);
-		free(h);
-		goto out;
+		fuse_reply_err(req, -rc);
+		return;
 	}
-	handle_track(h);
-	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = 0; /* a new snapshot may hold new bytes */
 	fi->noflush = 1;
-out:
-	snapfs_node_put(&n);
-	return rc;
+	fi->direct_io = f->direct_io;
+	/* An open cut short (the opener killed while its snapshot was being
+	 * made) gets no release: its set must not stay held. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		snapfs_file_release(f);
 }
 
-/* A failed read of the device: logged once per open file. */
-static void read_error(struct handle *h, uint64_t off, int err)
-{
-	if (__atomic_exchange_n(&h->read_error_logged, true, __ATOMIC_RELAXED))
-		return;
-	snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
-		     h->disk->guest, h->disk->file, h->disk->vg, h->disk->snap,
-		     (unsigned long long)off,
-		     err ? strerror(err) : "unexpected end of device");
-}
-
-/* The bytes of a file at off: from the snapshot device at the file's
- * offset, EOF at the file's end.  The snapshot's health is checked after
- * the bytes are read, so a read that raced with a COW overflow fails
- * instead of returning bytes written after the snapshot.  Bytes read, or
- * -errno. */
-static int read_into(struct handle *h, char *buf, size_t size, off_t off)
-{
-	size_t done = 0;
-
-	if (off < 0)
-		return -EINVAL;
-	if ((uint64_t)off >= h->size)
-		return 0;
-	if (size > h->size - (uint64_t)off)
-		size = (size_t)(h->size - (uint64_t)off);
-	if (h->data) {
-		memcpy(buf, h->data + off, size);
-		return (int)size;
-	}
-	while (done < size) {
-		ssize_t n = snapfs_device_pread(h->disk, buf + done, size - done,
-						h->start + (uint64_t)off + done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : 0;
-
-			/* An invalidated snapshot fails its reads: say that, once. */
-			if (snapfs_snapset_check(h->set, h->disk) == 0)
-				read_error(h, (uint64_t)off + done, err);
-			return -EIO;
-		}
-		done += (size_t)n;
-	}
-	if (snapfs_snapset_check(h->set, h->disk) < 0)
-		return -EIO;
-	return (int)done;
-}
-
-/* read_buf: every read.  Into a buffer of our own, aligned so that the
- * snapshot can be read with O_DIRECT (its bytes are then cached once, by
- * FUSE, not also under the snapshot device); libfuse copies it into the
- * reply and frees it.  Not an fd buffer for libfuse to splice: the bytes
- * must be read before the health check, not after. */
-static int op_read_buf(const char *path, struct fuse_bufvec **bufp, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct fuse_bufvec *bv = malloc(sizeof(*bv));
-	void *mem = NULL;
-	int n;
-
-	if (!bv || posix_memalign(&mem, SNAPFS_DIRECT_ALIGN, size ? size : 1)) {
-		free(bv);
-		return -ENOMEM;
-	}
-	n = read_into(h, mem, size, off);
-	if (n < 0) {
-		free(mem);
-		free(bv);
-		return n;
-	}
-	*bv = (struct fuse_bufvec)FUSE_BUFVEC_INIT((size_t)n);
-	bv->buf[0].mem = mem;
-	*bufp = bv;
-	return 0;
-}
-
-/* release: the last release of a guest's files removes its snapshots. */
-static int op_release(const char *path, struct fuse_file_info *fi)
-{
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-
-	handle_untrack(h);
-	if (h->set)
-		snapfs_snapset_release(h->set);
-	free(h->data);
-	free(h);
-	return 0;
-}
-
-#define XATTR_MAX 12
-struct xattrs {
-	size_t n;
-	const char *name[XATTR_MAX];
-	char value[XATTR_MAX][300];
+/* The buffer a worker thread reads into, kept for the thread's life and
+ * aligned for O_DIRECT. */
+struct read_buf {
+	char *mem;
+	size_t size;
 };
 
-static void xattr_add(struct xattrs *x, const char *name, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void xattr_add(struct xattrs *x, const char *name, const char *fmt, ...)
-{
-	va_list ap;
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
 
-	if (x->n == XATTR_MAX)
+static void read_buf_free(void *p)
+{
+	struct read_buf *b = p;
+
+	free(b->mem);
+	free(b);
+}
+
+static void read_buf_key_make(void)
+{
+	if (pthread_key_create(&read_buf_key, read_buf_free))
+		abort();
+}
+
+static char *thread_buf(size_t size)
+{
+	struct read_buf *b;
+	void *mem;
+
+	pthread_once(&read_buf_once, read_buf_key_make);
+	b = pthread_getspecific(read_buf_key);
+	if (b && b->size >= size)
+		return b->mem;
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b || pthread_setspecific(read_buf_key, b)) {
+			free(b);
+			return NULL;
+		}
+	}
+	/* At least as large as the largest read FUSE sends, so that it is
+	 * made once; only the pages a read touches take memory. */
+	if (size < SNAPFS_BLKSIZE)
+		size = SNAPFS_BLKSIZE;
+	if (posix_memalign(&mem, SNAPFS_DIRECT_ALIGN, size))
+		return NULL;
+	free(b->mem);
+	b->mem = mem;
+	b->size = size;
+	return mem;
+}
+
+/* read: every read of a file. */
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct snapfs_file *f = file_of(fi);
+	const char *bytes = snapfs_file_bytes(f, &size, off);
+	char *buf;
+	int n;
+
+	if (bytes) {
+		fuse_reply_buf(req, bytes, size);
 		return;
-	va_start(ap, fmt);
-	vsnprintf(x->value[x->n], sizeof(x->value[0]), fmt, ap);
-	va_end(ap);
-	if (x->value[x->n][0])
-		x->name[x->n++] = name;
+	}
+	buf = thread_buf(size);
+	n = buf ? snapfs_file_read(f, buf, size, off) : -ENOMEM;
+	if (n < 0)
+		fuse_reply_err(req, -n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
 }
 
-static int collect_xattrs(const char *path, struct xattrs *x)
+/* getxattr and listxattr: user.snapfs.*, see snapfs(8).  Never create a
+ * snapshot.  size 0 asks for the length. */
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct snapfs_node n;
-	struct snapfs_held held;
-	int rc = snapfs_node_lookup(path, &n);
+	char path[SNAPFS_PATH_MAX];
+	char *value = NULL;
+	int rc;
 
-	x->n = 0;
+	first_request();
+	rc = snapfs_inode_path(ino, path);
+	if (rc == 0 && size && !(value = malloc(size)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = name ? snapfs_xattr_get(path, name, value, size)
+			  : snapfs_xattr_list(path, value, size);
 	if (rc < 0)
-		return rc;
-	if (n.kind == NODE_DISK || n.kind == NODE_PART) {
-		const struct snapfs_partition *p = n.kind == NODE_PART ? &n.part : NULL;
-
-		xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
-		xattr_add(x, "user.snapfs.format", "%s", n.disk->format);
-		if (p) {
-			xattr_add(x, "user.snapfs.start", "%" PRIu64, p->start);
-			xattr_add(x, "user.snapfs.type", "%s", p->type);
-			xattr_add(x, "user.snapfs.fstype", "%s", p->fstype);
-			xattr_add(x, "user.snapfs.label", "%s", p->label);
-			xattr_add(x, "user.snapfs.uuid", "%s", p->uuid);
-		}
-		if (snapfs_snapset_held(n.guest->dir, n.disk->file, p ? p->number : 0,
-					&held) == 0) {
-			char when[64];
-
-			snapfs_stamp_format(held.stamp, when, sizeof(when));
-			xattr_add(x, "user.snapfs.snapshot", "%s", held.snap);
-			xattr_add(x, "user.snapfs.time", "%s", when);
-			xattr_add(x, "user.snapfs.consistency", "%s",
-				  held.frozen ? "frozen" : "crash");
-		}
-	}
-	snapfs_node_put(&n);
-	return 0;
+		fuse_reply_err(req, -rc);
+	else if (!size)
+		fuse_reply_xattr(req, (size_t)rc);
+	else
+		fuse_reply_buf(req, value, (size_t)rc);
+	free(value);
 }
 
-/* getxattr: user.snapfs.*, see snapfs(8).  Never creates a snapshot. */
-static int op_getxattr(const char *path, const char *name, char *value, size_t size)
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct xattrs x;
-	int rc = collect_xattrs(path, &x);
-
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < x.n; i++) {
-		size_t len = strlen(x.value[i]);
-
-		if (strcmp(x.name[i], name))
-			continue;
-		if (size == 0)
-			return (int)len;
-		if (size < len)
-			return -ERANGE;
-		memcpy(value, x.value[i], len);
-		return (int)len;
-	}
-	return -ENODATA;
+	reply_xattr(req, ino, name, size);
 }
 
-/* listxattr: the names getxattr answers for this file. */
-static int op_listxattr(const char *path, char *list, size_t size)
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct xattrs x;
-	size_t total = 0;
-	int rc = collect_xattrs(path, &x);
-
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < x.n; i++)
-		total += strlen(x.name[i]) + 1;
-	if (size == 0)
-		return (int)total;
-	if (size < total)
-		return -ERANGE;
-	for (size_t i = 0; i < x.n; i++) {
-		size_t len = strlen(x.name[i]) + 1;
-
-		memcpy(list, x.name[i], len);
-		list += len;
-	}
-	return (int)total;
+	reply_xattr(req, ino, NULL, size);
 }
 
 /* statfs: a read-only tree with no free space. */
-static int op_statfs(const char *path, struct statvfs *st)
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	memset(st, 0, sizeof(*st));
-	st->f_bsize = BLKSIZE;
-	st->f_frsize = 512;
-	st->f_namemax = SNAPFS_NAME_MAX;
-	st->f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV;
-	return 0;
+	struct statvfs st = {
+		.f_bsize = SNAPFS_BLKSIZE,
+		.f_frsize = 512,
+		.f_namemax = SNAPFS_NAME_MAX,
+		.f_flag = ST_RDONLY | ST_NOSUID | ST_NODEV,
+	};
+
+	first_request();
+	fuse_reply_statfs(req, &st);
 }
 
-/* The mount is read-only; these answer EROFS should a request get here. */
-static int op_erofs_path(const char *path)
+/* The mount is read-only (the kernel refuses writes first); these answer
+ * EROFS should a request get here. */
+static void erofs(fuse_req_t req)
 {
-	return -EROFS;
+	fuse_reply_err(req, EROFS);
 }
-static int op_erofs_mode(const char *path, mode_t mode)
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_mknod(const char *path, mode_t mode, dev_t dev)
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_2path(const char *from, const char *to)
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_rename(const char *from, const char *to, unsigned flags)
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_setxattr(const char *path, const char *name, const char *value,
-			     size_t size, int flags)
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_removexattr(const char *path, const char *name)
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	return -EROFS;
+	erofs(req);
 }
-static int op_erofs_utimens(const char *path, const struct timespec tv[2],
-			    struct fuse_file_info *fi)
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
 {
-	return -EROFS;
-}
-static int op_erofs_write(const char *path, const char *buf, size_t size, off_t off,
-			  struct fuse_file_info *fi)
-{
-	return -EROFS;
-}
-
-/* init: large reads, page cache kept within one open, no path needed for
- * reads of an open file. */
-static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
-{
-	cfg->nullpath_ok = 1;
-	cfg->kernel_cache = 0;
-	cfg->auto_cache = 0;
-	cfg->direct_io = 0;
-	cfg->entry_timeout = 1;
-	cfg->attr_timeout = 1;
-	cfg->negative_timeout = 0;
-	/* No max_readahead: the kernel takes none larger than the 128 KiB it
-	 * proposes; the window is widened in sysfs instead (op_getattr). */
-	return NULL;
+	erofs(req);
 }
 
-const struct fuse_operations snapfs_ops = {
-	.init = op_init,
+const struct fuse_lowlevel_ops snapfs_ops = {
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
 	.getattr = op_getattr,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
-	.releasedir = op_releasedir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_release,
 	.open = op_open,
-	.read_buf = op_read_buf,
+	.read = op_read,
 	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,
 	.statfs = op_statfs,
-	.mkdir = op_erofs_mode,
-	.mknod = op_erofs_mknod,
-	.unlink = op_erofs_path,
-	.rmdir = op_erofs_path,
-	.symlink = op_erofs_2path,
-	.link = op_erofs_2path,
-	.rename = op_erofs_rename,
-	.chmod = op_erofs_chmod,
-	.chown = op_erofs_chown,
-	.truncate = op_erofs_truncate,
-	.create = op_erofs_create,
-	.write = op_erofs_write,
-	.setxattr = op_erofs_setxattr,
-	.removexattr = op_erofs_removexattr,
-	.utimens = op_erofs_utimens,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.write = op_write,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
 };

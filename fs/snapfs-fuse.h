@@ -1,10 +1,13 @@
-/* The FUSE adapter of snapfs: options, path to node, the ops table. */
+/* The FUSE adapter of snapfs: options, inode numbers, path to node, the
+ * low-level ops table. */
 #ifndef SNAPFS_FUSE_H
 #define SNAPFS_FUSE_H
 
 #define FUSE_USE_VERSION 312
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <fuse_opt.h>
+#include <pthread.h>
+#include <sys/stat.h>
 
 #include "snapfs.h"
 
@@ -59,6 +62,27 @@ int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *mino
 int snapfs_fs_owner_lock(const char *owner, const char *mountpoint, unsigned wait_s,
 			 bool wait);
 
+/* ---- inodes.c ---------------------------------------------------------- */
+
+/* "/GUEST/FILE" and its NUL. */
+#define SNAPFS_PATH_MAX (2 * SNAPFS_NAME_MAX + 3)
+
+/* The inode number of path, with one more lookup counted by the kernel:
+ * the same number for the same path until the kernel forgets it.  0,
+ * -ENAMETOOLONG or -ENOMEM. */
+int snapfs_inode_ref(const char *path, fuse_ino_t *ino);
+/* The kernel forgets n lookups of ino (FUSE_FORGET); at none left the
+ * number is gone. */
+void snapfs_inode_forget(fuse_ino_t ino, uint64_t n);
+/* Copy the path of ino into path; 0, or -ESTALE for a number not held. */
+int snapfs_inode_path(fuse_ino_t ino, char path[SNAPFS_PATH_MAX]);
+/* Numbers held now, the root not counted. */
+size_t snapfs_inode_count(void);
+/* After unmount: drop every number. */
+void snapfs_inode_free_all(void);
+/* The path of name in the directory at dir; 0 or -ENAMETOOLONG. */
+int snapfs_path_join(const char *dir, const char *name, char path[SNAPFS_PATH_MAX]);
+
 /* ---- tree.c ------------------------------------------------------------ */
 
 enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART, NODE_STATUS };
@@ -66,6 +90,8 @@ enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART, N
 /* The status view: in the root, never listed, so rsync -a never copies it;
  * no guest directory can have this name (a leading '.' is escaped). */
 #define SNAPFS_STATUS_FILE ".snapfs-status"
+/* st_blksize and f_bsize: cp and friends read 1 MiB at a time. */
+#define SNAPFS_BLKSIZE (1 << 20)
 
 struct snapfs_node {
 	enum snapfs_node_kind kind;
@@ -78,18 +104,86 @@ struct snapfs_node {
 /* Resolve a path of the mount; 0 or -ENOENT.  Drop with snapfs_node_put. */
 int snapfs_node_lookup(const char *path, struct snapfs_node *n);
 void snapfs_node_put(struct snapfs_node *n);
+/* What stat(2) shows of n: modes, the gid of -o gid=, size and time of the
+ * held snapshot or else of the live origin.  st_ino is left 0. */
+void snapfs_node_stat(const struct snapfs_node *n, struct stat *st);
+/* The same for an open disk or partition file: its snapshot's size and
+ * instant, which stay while it is open. */
+void snapfs_stat_open_file(uint64_t size, struct timespec stamp, struct stat *st);
 /* The partitions a guest's directory shows for disk d: the held set's
  * while there is one, else the live origin's.  Free with
  * snapfs_partitions_free. */
 int snapfs_node_disk_parts(const struct snapfs_guest *g, const struct snapfs_disk *d,
 			   struct snapfs_partitions *out);
 
+/* ---- listing.c --------------------------------------------------------- */
+
+struct snapfs_dirent {
+	struct stat st; /* st_ino 0 */
+	char name[SNAPFS_NAME_MAX + 1];
+};
+
+struct snapfs_dir_list {
+	struct snapfs_dirent *e;
+	size_t n, cap;
+};
+
+/* The entries of the directory at path, "." and ".." first, replacing what
+ * l held; 0, -ENOENT, -ENOTDIR or -ENOMEM.  Never creates a snapshot. */
+int snapfs_dir_list(const char *path, struct snapfs_dir_list *l);
+void snapfs_dir_list_free(struct snapfs_dir_list *l);
+
+/* ---- xattrs.c ---------------------------------------------------------- */
+
+/* getxattr(2) and listxattr(2) of path: the length of the value (or of the
+ * list of names), -ENODATA, -ERANGE when size is too small, -ENOENT, or
+ * -EOPNOTSUPP for a name outside the user namespace.  size 0 asks for the
+ * length only. */
+int snapfs_xattr_get(const char *path, const char *name, char *value, size_t size);
+int snapfs_xattr_list(const char *path, char *list, size_t size);
+
+/* ---- files.c ----------------------------------------------------------- */
+
+/* What an open file or directory of the mount holds (FUSE's fh). */
+struct snapfs_file {
+	struct snapfs_snapset *set; /* disks and partitions: the held set */
+	const struct snapfs_snapdisk *disk;
+	uint64_t start, size;       /* the file's bytes on the snapshot */
+	struct timespec stamp;
+	char *data;                 /* domain.xml, the status view; a directory's path */
+	bool direct_io;             /* no page cache: the status view */
+	bool read_error_logged;
+	bool dir;
+	pthread_mutex_t list_lock;  /* directories: guards list */
+	struct snapfs_dir_list list;
+	struct snapfs_file *prev, *next; /* in the list of open files */
+};
+
+/* open(2) of path: a disk or partition takes (or shares) its guest's
+ * snapshot set, resolving the guest's disks afresh when it takes a new one.
+ * 0, -EROFS for any write access, -EISDIR, -ENOENT, or what the set's
+ * creation failed with. */
+int snapfs_file_open(const char *path, int flags, struct snapfs_file **out);
+/* opendir(2) of path: 0, -ENOENT or -ENOTDIR. */
+int snapfs_dir_open(const char *path, struct snapfs_file **out);
+/* The last close of an open file or directory; may remove its set. */
+void snapfs_file_release(struct snapfs_file *f);
+/* Up to size bytes at off into buf: from the snapshot device, its health
+ * checked after the read, so a read that raced a COW overflow fails instead
+ * of returning bytes written after the snapshot.  Bytes read (0 at the
+ * end), -EIO or -EINVAL.  buf aligned to SNAPFS_DIRECT_ALIGN reads with
+ * O_DIRECT. */
+int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off);
+/* For a file whose bytes are in memory (domain.xml, the status view): the
+ * bytes at off, *size cut to what is there; NULL for any other file. */
+const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t off);
+/* After unmount: free the files the kernel never released (their sets are
+ * gone with snapfs_snapset_shutdown). */
+void snapfs_files_free_all(void);
+
 /* ---- ops.c ------------------------------------------------------------- */
 
-extern const struct fuse_operations snapfs_ops;
-/* After unmount: free the handles of files the kernel never released (their
- * sets are gone with snapfs_snapset_shutdown). */
-void snapfs_fs_free_handles(void);
+extern const struct fuse_lowlevel_ops snapfs_ops;
 /* Settings the ops read; set before the mount, read-only after. */
 extern struct snapfs_opts *snapfs_fs_opts;
 

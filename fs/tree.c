@@ -1,4 +1,4 @@
-/* From a path of the mount to what it names:
+/* From a path of the mount to what it names, and what stat shows of it:
  *   /                    NODE_ROOT
  *   /GUEST               NODE_GUEST
  *   /GUEST/domain.xml    NODE_XML (libvirt sources only)
@@ -111,4 +111,68 @@ void snapfs_node_put(struct snapfs_node *n)
 {
 	snapfs_catalog_put(n->cat);
 	n->cat = NULL;
+}
+
+static void fill_common(struct stat *st, bool dir, struct timespec stamp)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = dir ? S_IFDIR | 0550 : S_IFREG | 0440;
+	st->st_nlink = dir ? 2 : 1;
+	st->st_uid = 0;
+	st->st_gid = snapfs_fs_opts->gid;
+	st->st_blksize = SNAPFS_BLKSIZE;
+	st->st_mtim = st->st_ctim = st->st_atim = stamp;
+}
+
+static void fill_size(struct stat *st, uint64_t size)
+{
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+}
+
+void snapfs_stat_open_file(uint64_t size, struct timespec stamp, struct stat *st)
+{
+	fill_common(st, false, stamp);
+	fill_size(st, size);
+}
+
+/* Size and time of a disk or partition: the held snapshot's when there is
+ * one, else the live origin's as the catalog saw it. */
+static void image_attr(const struct snapfs_node *n, struct stat *st)
+{
+	unsigned partno = n->kind == NODE_PART ? n->part.number : 0;
+	struct snapfs_held held;
+
+	if (snapfs_snapset_held(n->guest->dir, n->disk->file, partno, &held) == 0) {
+		snapfs_stat_open_file(held.size, held.stamp, st);
+		return;
+	}
+	/* An mtime is never reused across sets: a backup tool that saw this
+	 * file before the last set was released sees a newer time now. */
+	struct timespec stamp = n->cat->stamp, rel = snapfs_snapset_last_release();
+
+	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
+		stamp = rel;
+	snapfs_stat_open_file(n->kind == NODE_PART ? n->part.size : n->disk->lv.size, stamp, st);
+}
+
+void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
+{
+	switch (n->kind) {
+	case NODE_ROOT:
+	case NODE_GUEST:
+		fill_common(st, true, n->cat->stamp);
+		break;
+	case NODE_XML:
+		snapfs_stat_open_file(strlen(n->guest->xml), n->cat->stamp, st);
+		break;
+	case NODE_STATUS:
+		/* Its size is known only when read, as in /proc. */
+		fill_common(st, false, snapfs_stamp_next());
+		break;
+	case NODE_DISK:
+	case NODE_PART:
+		image_attr(n, st);
+		break;
+	}
 }

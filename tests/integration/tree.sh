@@ -86,6 +86,21 @@ listing() { (cd "$mnt/$1" && ls -1 | tr '\n' ' '); }
 [ "$(stat -c '%a %u %g' $mnt/alpha/vda.raw)" = "440 0 0" ] || fail "file mode/owner"
 [ "$(stat -c '%a %u' $mnt/alpha)" = "550 0" ] || fail "dir mode"
 
+# A cold listing (readdirplus: names with their attributes) shows the same
+# sizes as stat; a file keeps its inode number while it is known.
+sync
+echo 3 >/proc/sys/vm/drop_caches
+[ "$(ls -ln $mnt/alpha | awk '$NF == "vda5.raw" { print $5 }')" = $((8192 * 512)) ] ||
+	fail "vda5.raw size in a listing: $(ls -ln $mnt/alpha)"
+[ "$(ls -ln $mnt | awk '$NF == "alpha" { print $1 }')" = dr-xr-x--- ] || fail "alpha in a listing"
+ino=$(stat -c %i $mnt/alpha/vda.raw)
+[ "$(stat -c %i $mnt/alpha/vda.raw)" = "$ino" ] || fail "inode number changed"
+[ "$(stat -c %i $mnt/alpha/vda1.raw)" != "$ino" ] || fail "two files share an inode number"
+# Only user.* attributes: the others are not supported, not just absent.
+out=$(getfattr --absolute-names -n security.selinux $mnt/alpha/vda.raw 2>&1) &&
+	fail "security.selinux answered: $out"
+case $out in *"Operation not supported"*) ;; *) fail "security.selinux: $out" ;; esac
+
 # domain.xml is the guest's inactive definition.
 grep -q "<name>alpha</name>" $mnt/alpha/domain.xml || fail "domain.xml content"
 

@@ -1,0 +1,270 @@
+/* Open files and directories of the mount: what an fh of FUSE points at.
+ *
+ * A file is read-only between open and release but for its links in
+ * open_files (under files_lock) and its listing (a directory's, under its
+ * own lock); reads pread from the snapshot's fd, so readers, of one file or
+ * of many guests, never serialize.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs-fuse.h"
+
+/* Every open file, so that those the kernel never releases (an unmount
+ * with files open) are freed at the end.  Under files_lock. */
+static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapfs_file *open_files;
+
+static void file_track(struct snapfs_file *f)
+{
+	pthread_mutex_lock(&files_lock);
+	f->next = open_files;
+	if (open_files)
+		open_files->prev = f;
+	open_files = f;
+	pthread_mutex_unlock(&files_lock);
+}
+
+static void file_untrack(struct snapfs_file *f)
+{
+	pthread_mutex_lock(&files_lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		open_files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&files_lock);
+}
+
+static void file_free(struct snapfs_file *f)
+{
+	if (f->dir)
+		pthread_mutex_destroy(&f->list_lock);
+	snapfs_dir_list_free(&f->list);
+	free(f->data);
+	free(f);
+}
+
+void snapfs_files_free_all(void)
+{
+	pthread_mutex_lock(&files_lock);
+	while (open_files) {
+		struct snapfs_file *f = open_files;
+
+		open_files = f->next;
+		file_free(f);
+	}
+	pthread_mutex_unlock(&files_lock);
+}
+
+int snapfs_dir_open(const char *path, struct snapfs_file **out)
+{
+	struct snapfs_node n;
+	struct snapfs_file *f;
+	int rc = snapfs_node_lookup(path, &n);
+
+	if (rc < 0)
+		return rc;
+	rc = n.kind == NODE_ROOT || n.kind == NODE_GUEST ? 0 : -ENOTDIR;
+	snapfs_node_put(&n);
+	if (rc < 0)
+		return rc;
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->data = strdup(path))) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->dir = true;
+	pthread_mutex_init(&f->list_lock, NULL);
+	file_track(f);
+	*out = f;
+	return 0;
+}
+
+static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
+{
+	const struct snapfs_snapdisk *sd;
+	int rc = snapfs_snapset_acquire(n->guest, &f->set);
+
+	if (rc < 0)
+		return rc;
+	sd = snapfs_snapset_disk(f->set, n->disk->file);
+	if (!sd) {
+		/* Hot-plugged after the set was taken. */
+		snapfs_warn("guest %s disk %s: not in the snapshot set held now; close the "
+			    "guest's files to take a new one",
+			    n->guest->name, n->disk->target);
+		rc = -EBUSY;
+		goto fail;
+	}
+	f->disk = sd;
+	f->stamp = snapfs_snapset_stamp(f->set);
+	f->size = sd->size;
+	if (n->kind == NODE_PART) {
+		/* The snapshot's own table, not the live one. */
+		const struct snapfs_partition *p = NULL;
+
+		for (size_t i = 0; i < sd->parts.n; i++)
+			if (sd->parts.part[i].number == n->part.number)
+				p = &sd->parts.part[i];
+		if (!p) {
+			snapfs_warn("guest %s disk %s: partition %u is not in the snapshot's "
+				    "partition table",
+				    n->guest->name, n->disk->target, n->part.number);
+			rc = -ENOENT;
+			goto fail;
+		}
+		f->start = p->start;
+		f->size = p->size;
+	}
+	return 0;
+fail:
+	snapfs_snapset_release(f->set);
+	f->set = NULL;
+	return rc;
+}
+
+/* Does the guest of n hold a set now? */
+static bool guest_held(const struct snapfs_node *n)
+{
+	struct snapfs_held held;
+
+	return snapfs_snapset_held(n->guest->dir, n->disk->file, 0, &held) == 0;
+}
+
+int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
+{
+	struct snapfs_node n;
+	struct snapfs_file *f;
+	int rc;
+
+	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
+		return -EROFS;
+	rc = snapfs_node_lookup(path, &n);
+	if (rc < 0)
+		return rc;
+	if ((n.kind == NODE_DISK || n.kind == NODE_PART) && !guest_held(&n)) {
+		/* A new set: resolve the guest's disks again now, not from a
+		 * listing that may be seconds old (an LV swapped meanwhile). */
+		struct snapfs_catalog *fresh;
+
+		snapfs_node_put(&n);
+		rc = snapfs_catalog_get_fresh(&fresh);
+		if (rc < 0)
+			return rc;
+		snapfs_catalog_put(fresh);
+		rc = snapfs_node_lookup(path, &n);
+		if (rc < 0)
+			return rc;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	switch (n.kind) {
+	case NODE_ROOT:
+	case NODE_GUEST:
+		rc = -EISDIR;
+		break;
+	case NODE_XML:
+		f->data = strdup(n.guest->xml);
+		f->size = f->data ? strlen(f->data) : 0;
+		f->stamp = n.cat->stamp;
+		rc = f->data ? 0 : -ENOMEM;
+		break;
+	case NODE_DISK:
+	case NODE_PART:
+		rc = open_image(&n, f);
+		break;
+	case NODE_STATUS:
+		f->data = snapfs_snapset_report();
+		f->size = f->data ? strlen(f->data) : 0;
+		f->stamp = snapfs_stamp_next();
+		f->direct_io = true;
+		rc = f->data ? 0 : -ENOMEM;
+		break;
+	}
+	if (rc < 0) {
+		free(f->data);
+		free(f);
+		goto out;
+	}
+	file_track(f);
+	*out = f;
+out:
+	snapfs_node_put(&n);
+	return rc;
+}
+
+void snapfs_file_release(struct snapfs_file *f)
+{
+	file_untrack(f);
+	if (f->set)
+		snapfs_snapset_release(f->set);
+	file_free(f);
+}
+
+/* A failed read of the device: logged once per open file. */
+static void read_error(struct snapfs_file *f, uint64_t off, int err)
+{
+	if (__atomic_exchange_n(&f->read_error_logged, true, __ATOMIC_RELAXED))
+		return;
+	snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
+		     f->disk->guest, f->disk->file, f->disk->vg, f->disk->snap,
+		     (unsigned long long)off,
+		     err ? strerror(err) : "unexpected end of device");
+}
+
+const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t off)
+{
+	if (!f->data)
+		return NULL;
+	if (off < 0 || (uint64_t)off >= f->size)
+		*size = 0;
+	else if (*size > f->size - (uint64_t)off)
+		*size = (size_t)(f->size - (uint64_t)off);
+	return *size ? f->data + off : f->data;
+}
+
+int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
+{
+	const char *bytes;
+	size_t done = 0;
+
+	if (off < 0)
+		return -EINVAL;
+	bytes = snapfs_file_bytes(f, &size, off);
+	if (bytes) {
+		memcpy(buf, bytes, size);
+		return (int)size;
+	}
+	if ((uint64_t)off >= f->size)
+		return 0;
+	if (size > f->size - (uint64_t)off)
+		size = (size_t)(f->size - (uint64_t)off);
+	while (done < size) {
+		ssize_t n = snapfs_device_pread(f->disk, buf + done, size - done,
+						f->start + (uint64_t)off + done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? errno : 0;
+
+			/* An invalidated snapshot fails its reads: say that, once. */
+			if (snapfs_snapset_check(f->set, f->disk) == 0)
+				read_error(f, (uint64_t)off + done, err);
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	if (snapfs_snapset_check(f->set, f->disk) < 0)
+		return -EIO;
+	return (int)done;
+}
