@@ -137,6 +137,34 @@ static bool guest_held(const struct snapfs_node *n)
 	return snapfs_snapset_held(n->guest->dir, n->disk->file, 0, &held) == 0;
 }
 
+/* Point n at its guest as discovered again now: a new set is made from the
+ * guest's disks of now, not from a listing that may be seconds old (an LV
+ * swapped meanwhile).  Only this guest is resolved, whatever the host's
+ * size.  0, -ENOENT when the guest or the disk is gone, or -errno. */
+static int resolve_again(struct snapfs_node *n)
+{
+	struct snapfs_catalog *fresh;
+	const struct snapfs_guest *g;
+	int rc = snapfs_catalog_resolve(n->guest, &fresh);
+
+	if (rc < 0)
+		return rc;
+	g = &fresh->guest[0];
+	for (size_t i = 0; i < g->ndisks; i++) {
+		if (!strcmp(g->disk[i].file, n->disk->file)) {
+			snapfs_node_put(n);
+			n->cat = fresh;
+			n->guest = g;
+			n->disk = &g->disk[i];
+			return 0; /* n->part.number: checked against the snapshot's table */
+		}
+	}
+	snapfs_warn("guest %s disk %s: no longer a disk of the guest", n->guest->dir,
+		    n->disk->target);
+	snapfs_catalog_put(fresh);
+	return -ENOENT;
+}
+
 int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 {
 	struct snapfs_node n;
@@ -149,18 +177,9 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 	if (rc < 0)
 		return rc;
 	if ((n.kind == NODE_DISK || n.kind == NODE_PART) && !guest_held(&n)) {
-		/* A new set: resolve the guest's disks again now, not from a
-		 * listing that may be seconds old (an LV swapped meanwhile). */
-		struct snapfs_catalog *fresh;
-
-		snapfs_node_put(&n);
-		rc = snapfs_catalog_get_fresh(&fresh);
+		rc = resolve_again(&n);
 		if (rc < 0)
-			return rc;
-		snapfs_catalog_put(fresh);
-		rc = snapfs_node_lookup(path, &n);
-		if (rc < 0)
-			return rc;
+			goto out;
 	}
 	f = calloc(1, sizeof(*f));
 	if (!f) {

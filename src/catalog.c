@@ -348,9 +348,8 @@ static void *refresh_thread(void *arg)
 	int rc;
 
 	pthread_mutex_lock(&refresh_lock);
-	/* An open's discovery (snapfs_catalog_get_fresh) may have published a
-	 * new catalog while this thread waited: one more would only hold the
-	 * VG locks that the open's lvcreate is about to need. */
+	/* A synchronous discovery may have published a new catalog while
+	 * this thread waited: one more would only hold the VG locks again. */
 	c = take_current(true);
 	rc = c ? 0 : refresh_locked(&c);
 	pthread_mutex_unlock(&refresh_lock);
@@ -442,41 +441,66 @@ int snapfs_catalog_get(struct snapfs_catalog **out)
 	return get_sync(out);
 }
 
-int snapfs_catalog_get_fresh(struct snapfs_catalog **out)
+/* One guest of the LVM source again: its LV, if still a guest disk. */
+static int resolve_lvm(const struct snapfs_guest *seen, const struct snapfs_lv_list *lvs,
+		       struct snapfs_guest *out)
 {
-	struct timespec start;
-	struct snapfs_catalog *c;
+	struct snapfs_guest *all = NULL;
+	size_t n = 0;
+	int rc = snapfs_source_lvm_list(source.vgs, lvs, &all, &n);
+
+	if (rc < 0)
+		return rc;
+	rc = -ENOENT;
+	for (size_t i = 0; i < n && rc < 0; i++) {
+		if (!strcmp(all[i].key, seen->key)) {
+			*out = all[i];
+			memset(&all[i], 0, sizeof(all[i]));
+			rc = 0;
+		}
+	}
+	snapfs_guests_free(all, n);
+	return rc;
+}
+
+int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out)
+{
+	struct snapfs_lv_list lvs = { 0 };
+	struct snapfs_catalog *c = calloc(1, sizeof(*c));
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	/* A discovery that began after we were asked will do, or one begun
-	 * just before: the kernel looks the path up right before it opens it,
-	 * and when the list was stale that lookup started a discovery, a few
-	 * milliseconds older than this call.  Waiting for it and then making
-	 * another would double the time of the open, and an LV swapped within
-	 * the slack is no worse a race than one swapped between any discovery
-	 * and its lvcreate. */
-	start.tv_nsec -= SNAPFS_FRESH_SLACK_MS * 1000000L;
-	while (start.tv_nsec < 0) {
-		start.tv_nsec += 1000000000L;
-		start.tv_sec--;
+	if (!c || !(c->guest = calloc(1, sizeof(*c->guest)))) {
+		free(c);
+		return -ENOMEM;
 	}
-	pthread_mutex_lock(&refresh_lock);
-	c = take_current(false);
-	if (c && (c->begun.tv_sec > start.tv_sec ||
-		  (c->begun.tv_sec == start.tv_sec && c->begun.tv_nsec > start.tv_nsec))) {
-		pthread_mutex_unlock(&refresh_lock);
-		*out = c;
-		return 0;
+	c->refs = 1;
+	c->n = 1;
+	clock_gettime(CLOCK_MONOTONIC, &c->begun);
+	c->published = c->begun;
+	c->stamp = snapfs_stamp_next();
+	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
+							    : NULL,
+			     &lvs);
+	if (rc == 0 && source.type == SNAPFS_SRC_LVM)
+		rc = resolve_lvm(seen, &lvs, c->guest);
+	else if (rc == 0)
+		rc = snapfs_source_libvirt_guest(source.uri, seen->key, seen->name, &lvs,
+						 c->guest);
+	snapfs_lvm_list_free(&lvs);
+	if (rc < 0) {
+		if (rc == -ENOENT)
+			snapfs_warn("guest %s: gone since it was listed", seen->dir);
+		else
+			snapfs_error("guest %s: cannot resolve its disks (%s): no snapshot is "
+				     "taken from a list that may be out of date",
+				     seen->dir, strerror(-rc));
+		snapfs_catalog_put(c);
+		return rc;
 	}
-	snapfs_catalog_put(c);
-	rc = refresh_locked(out);
-	pthread_mutex_unlock(&refresh_lock);
-	if (rc < 0)
-		snapfs_error("guest discovery failed (%s): no snapshot is taken from a list "
-			     "that may be out of date",
-			     strerror(-rc));
-	return rc;
+	/* Named as it was listed: the name of a clash depends on the others. */
+	snprintf(c->guest->dir, sizeof(c->guest->dir), "%s", seen->dir);
+	*out = c;
+	return 0;
 }
 
 void snapfs_catalog_put(struct snapfs_catalog *c)

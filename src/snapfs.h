@@ -293,11 +293,13 @@ void snapfs_catalog_shutdown(void);
  * drop it with snapfs_catalog_put. */
 int snapfs_catalog_get(struct snapfs_catalog **out);
 void snapfs_catalog_put(struct snapfs_catalog *c);
-/* A catalog whose discovery began after this call, or at most
- * SNAPFS_FRESH_SLACK_MS before it (never an older one): a new snapshot set
- * is made from disks resolved at open.  0 or -errno. */
-#define SNAPFS_FRESH_SLACK_MS 500
-int snapfs_catalog_get_fresh(struct snapfs_catalog **out);
+/* The guest that seen names, discovered again now: its disks as the
+ * domain XML and LVM have them now, for a new snapshot set (an LV swapped
+ * since the listing is not snapshotted).  A catalog of that one guest, under
+ * the directory name it was listed by, with no live partition tables; the
+ * shared catalog is left as it is.  0, -ENOENT when the guest is gone, or
+ * -errno (logged). */
+int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out);
 const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
 						const char *dir);
 const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
@@ -312,6 +314,10 @@ void snapfs_guests_name(struct snapfs_guest *g, size_t n);
 
 /* ---- source-libvirt.c, source-lvm.c ------------------------------------- */
 
+/* One guest of a libvirt host, by UUID or else by name: 0, -ENOENT when
+ * it is not defined, -EIO when libvirt cannot be reached. */
+int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
+				const struct snapfs_lv_list *lvs, struct snapfs_guest *out);
 /* Discover every guest with its disks.  *out is an array of *n guests. */
 int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 			       struct snapfs_guest **out, size_t *n);

@@ -112,22 +112,66 @@ static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest 
 	return add_disks(conn, g, live ? live : g->xml, lvs);
 }
 
-int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
-			       struct snapfs_guest **out, size_t *n)
+static void free_guest(struct snapfs_guest *g)
+{
+	free(g->name);
+	free(g->key);
+	free(g->xml);
+	free(g->disk);
+	memset(g, 0, sizeof(*g));
+}
+
+static virConnectPtr connect_read_only(const char *uri)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	virDomainPtr *doms = NULL;
-	struct snapfs_guest *g = NULL;
 	virConnectPtr conn;
-	int count, rc = 0;
 
 	pthread_once(&once, setup_errors);
 	conn = virConnectOpenReadOnly(uri);
-	if (!conn) {
+	if (!conn)
 		snapfs_error("cannot connect to libvirt at %s: %s", uri ? uri : "(default)",
 			     last_error());
+	return conn;
+}
+
+int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
+				const struct snapfs_lv_list *lvs, struct snapfs_guest *out)
+{
+	virConnectPtr conn = connect_read_only(uri);
+	virDomainPtr dom;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!conn)
 		return -EIO;
+	/* By UUID; by name where a UUID is not stable (the test driver makes
+	 * one per connection for a domain defined without). */
+	dom = virDomainLookupByUUIDString(conn, uuid);
+	if (!dom)
+		dom = virDomainLookupByName(conn, name);
+	if (!dom) {
+		virConnectClose(conn);
+		return -ENOENT;
 	}
+	rc = add_domain(conn, dom, out, lvs);
+	if (rc < 0)
+		free_guest(out);
+	virDomainFree(dom);
+	virConnectClose(conn);
+	/* Undefined while we looked: gone. */
+	return rc == -EIO ? -ENOENT : rc;
+}
+
+int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
+			       struct snapfs_guest **out, size_t *n)
+{
+	virDomainPtr *doms = NULL;
+	struct snapfs_guest *g = NULL;
+	virConnectPtr conn = connect_read_only(uri);
+	int count, rc = 0;
+
+	if (!conn)
+		return -EIO;
 	count = virConnectListAllDomains(conn, &doms, 0);
 	if (count < 0) {
 		snapfs_error("listing guests at %s: %s", uri ? uri : "(default)", last_error());
@@ -144,11 +188,7 @@ int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs
 			rc = add_domain(conn, doms[i], &g[kept], lvs);
 			/* A domain undefined while we looked is simply gone. */
 			if (rc == -EIO) {
-				free(g[kept].name);
-				free(g[kept].key);
-				free(g[kept].xml);
-				free(g[kept].disk);
-				memset(&g[kept], 0, sizeof(g[kept]));
+				free_guest(&g[kept]);
 				rc = 0;
 			} else {
 				kept++;
