@@ -210,6 +210,30 @@ ls_rounds() {
 		log "ls -lR, $kind: $(awk -v u="$us" 'BEGIN { printf "%.2f", u / 1e6 }') s$([ $to = 0 ] || echo " (timed out)")"
 	done
 }
+# open_many_rounds KIND N: N times, open guest001's disk in the tree (a
+# snapshot is made), close it and wait for the removal; then a bare
+# lvcreate --snapshot and lvremove of the same LV.  "KIND USECS 0" and
+# "bare_many USECS 0" lines in $work/ls.
+no_snapfs_lvs() { [ "$(snapfs_lv_count "$vg")" = 0 ]; }
+open_many_rounds() {
+	local kind=$1 n=$2 r t0 us
+	for ((r = 1; r <= n; r++)); do
+		t0=$(now_us)
+		exec 7<"$mnt_many/guest001/vda.raw" || fail "$kind: open of guest001/vda.raw"
+		us=$(($(now_us) - t0))
+		exec 7<&-
+		wait_for -t 120 no_snapfs_lvs || fail "$kind: guest001's snapshot not removed"
+		echo "$kind $us 0" >>"$work/ls"
+		t0=$(now_us)
+		lvcreate --snapshot --permission r --name benchbare --addtag benchbare \
+			--extents 20%ORIGIN "$vg/t001" >/dev/null 2>&1 || fail "bare lvcreate of t001"
+		us=$(($(now_us) - t0))
+		lvremove --yes --select 'lv_name="benchbare" && lv_tags="benchbare"' "$vg" \
+			>/dev/null 2>&1 || fail "bare lvremove of t001's snapshot"
+		echo "bare_many $us 0" >>"$work/ls"
+		log "open of guest001 of $nguests, $kind: $(awk -v u="$(tail -2 "$work/ls" | head -1 | cut -d' ' -f2)" 'BEGIN { printf "%.2f", u / 1e6 }') s, bare lvcreate $(awk -v u="$us" 'BEGIN { printf "%.2f", u / 1e6 }') s"
+	done
+}
 # As mounted by default: the guest list is reused for 2 s (-o cache=2), so
 # a long ls -lR also waits for the discoveries that its lookups start.
 phase "mounting the tree of $nguests guests"
@@ -224,6 +248,7 @@ if [ -n "$bin2" ]; then
 	SNAPFS_BIN=$bin2 snapfs_start "test://$xml_many" "$mnt_many"
 	ls_rounds "default'" "$rounds"
 	ls_snaps=$((ls_snaps + $(snapfs_lv_count "$vg")))
+	open_many_rounds "open_many'" "$rounds"
 	snapfs_stop "$mnt_many"
 fi
 # With a list that lives an hour: the cost of the listing alone.
@@ -231,6 +256,8 @@ phase "ls -lR of $nguests guests with -o cache=3600"
 snapfs_start "test://$xml_many" "$mnt_many" -o cache=3600
 ls_rounds cached "$rounds"
 ls_snaps=$((ls_snaps + $(snapfs_lv_count "$vg")))
+# An open on a large host: only the opened guest is resolved again.
+open_many_rounds open_many "$rounds"
 snapfs_stop "$mnt_many"
 [ "$ls_entries" -ge $((nguests * 3)) ] || fail "ls -lR showed $ls_entries files, expected $((nguests * 3))"
 

@@ -3,7 +3,8 @@
 # CACHE_KIB".
 # Variables: tck rounds nguests ls_snaps ls_entries mount_many threads
 # use_qsd use_xmount use_rsync readers methods notar_xmount notar_qsd lsfile
-# (lines "default|cached USECS TIMED_OUT") ls_limit.
+# (lines "KIND USECS TIMED_OUT", KIND one of default, default', cached,
+# open_many, open_many', bare_many) ls_limit.
 
 function median(arr, n,    i, j, t, v) {
 	if (n == 0)
@@ -183,11 +184,14 @@ END {
 		printf "  %-40s %6.2f s\n", m " release, close to removal done", median(rl, rounds)
 	}
 
-	nd = nc = n2 = 0
+	nd = nc = n2 = nom = nom2 = nbm = 0
 	while ((getline line < lsfile) > 0) {
 		split(line, lf, " ")
 		if (lf[1] == "default") { ld[++nd] = lf[2] / 1e6; lto[nd] = lf[3] }
 		else if (lf[1] == "default'") { l2[++n2] = lf[2] / 1e6; l2to[n2] = lf[3] }
+		else if (lf[1] == "open_many") om[++nom] = lf[2] / 1e6
+		else if (lf[1] == "open_many'") om2[++nom2] = lf[2] / 1e6
+		else if (lf[1] == "bare_many") bm[++nbm] = lf[2] / 1e6
 		else { lc[++nc] = lf[2] / 1e6 }
 	}
 	printf "\nls -lR of %d guests (%d files), kernel caches dropped before each\n", nguests, ls_entries
@@ -210,6 +214,15 @@ END {
 	}
 	printf "  %-40s  %6.2f s\n", "with -o cache=3600, median of " nc, median(lc, nc)
 	printf "  %-40s  %6d    %s\n", "snapshots made by them", ls_snaps, target("ls -lR makes no snapshot", ls_snaps == 0)
+	if (nom) {
+		printf "\nopen of guest001 in that tree (a snapshot made), median of %d\n", nom
+		printf "  %-40s %6.2f s\n", "bare lvcreate --snapshot, same LV", median(bm, nbm)
+		printf "  %-40s %6.2f s  (minus bare %.2f s)\n", "snapfs open()", median(om, nom),
+			median(om, nom) - median(bm, nbm)
+		if (nom2)
+			printf "  %-40s %6.2f s  (minus bare %.2f s)\n", "snapfs' open()", median(om2, nom2),
+				median(om2, nom2) - median(bm, nbm)
+	}
 
 	printf "\nsnapfs peak RSS (VmHWM, reset before each read) while streaming\n"
 	for (m in maxrss)
