@@ -463,9 +463,71 @@ static int resolve_lvm(const struct snapfs_guest *seen, const struct snapfs_lv_l
 	return rc;
 }
 
-int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out)
+/* Resolve seen against lvs into *g: 0, or -errno; unless last, 1 when a
+ * disk's source is no LV of lvs (*g is then emptied: ask LVM). */
+static int resolve_with(const struct snapfs_guest *seen, const struct snapfs_lv_list *lvs,
+			struct snapfs_guest **g, bool last)
+{
+	size_t unresolved = 0;
+	int rc;
+
+	if (source.type == SNAPFS_SRC_LVM) {
+		rc = resolve_lvm(seen, lvs, *g);
+		unresolved = rc == -ENOENT;
+	} else {
+		rc = snapfs_source_libvirt_guest(source.uri, seen->key, seen->name, lvs, *g,
+						 &unresolved);
+	}
+	if (last || !unresolved)
+		return rc;
+	snapfs_guests_free(*g, 1);
+	*g = calloc(1, sizeof(**g));
+	return *g ? 1 : -ENOMEM;
+}
+
+/* The LVs of seen's disks whose devices still carry their names: what lvs
+ * said of them then still holds. */
+static int still_there(const struct snapfs_guest *seen, struct snapfs_lv_list *out)
+{
+	out->n = 0;
+	out->lv = calloc(seen->ndisks ? seen->ndisks : 1, sizeof(*out->lv));
+	if (!out->lv)
+		return -ENOMEM;
+	for (size_t i = 0; i < seen->ndisks; i++)
+		if (snapfs_lvm_still_there(&seen->disk[i].lv))
+			out->lv[out->n++] = seen->disk[i].lv;
+	return 0;
+}
+
+/* The disks of seen as the domain XML (or the VG) has them now.  Their
+ * LVs are taken from seen's listing when device-mapper shows the same
+ * devices under the same names; any other source costs an lvs. */
+static int resolve(const struct snapfs_guest *seen, struct snapfs_guest **g)
 {
 	struct snapfs_lv_list lvs = { 0 };
+	int rc = still_there(seen, &lvs);
+
+	if (rc == 0 && lvs.n)
+		rc = resolve_with(seen, &lvs, g, false);
+	else if (rc == 0)
+		rc = 1;
+	free(lvs.lv);
+	if (rc == 0)
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: disks resolved again without lvs",
+			     seen->dir);
+	if (rc <= 0)
+		return rc;
+	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
+							    : NULL,
+			     &lvs);
+	if (rc == 0)
+		rc = resolve_with(seen, &lvs, g, true);
+	snapfs_lvm_list_free(&lvs);
+	return rc;
+}
+
+int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out)
+{
 	struct snapfs_catalog *c = calloc(1, sizeof(*c));
 	int rc;
 
@@ -478,15 +540,7 @@ int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalo
 	clock_gettime(CLOCK_MONOTONIC, &c->begun);
 	c->published = c->begun;
 	c->stamp = snapfs_stamp_next();
-	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
-							    : NULL,
-			     &lvs);
-	if (rc == 0 && source.type == SNAPFS_SRC_LVM)
-		rc = resolve_lvm(seen, &lvs, c->guest);
-	else if (rc == 0)
-		rc = snapfs_source_libvirt_guest(source.uri, seen->key, seen->name, &lvs,
-						 c->guest);
-	snapfs_lvm_list_free(&lvs);
+	rc = resolve(seen, &c->guest);
 	if (rc < 0) {
 		if (rc == -ENOENT)
 			snapfs_warn("guest %s: gone since it was listed", seen->dir);

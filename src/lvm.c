@@ -4,10 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "snapfs.h"
 
@@ -304,6 +306,38 @@ int snapfs_lvm_dm_path(const char *vg, const char *lv, char *out, size_t outlen)
 		return -ENAMETOOLONG;
 	memcpy(out, buf, o + 1);
 	return 0;
+}
+
+bool snapfs_lvm_dm_name_is(const struct snapfs_lv *lv, const char *dm_name)
+{
+	char path[12 + 2 * 256 + 2];
+	size_t len = strlen(dm_name);
+
+	/* sysfs ends the name with a newline. */
+	if (len && dm_name[len - 1] == '\n')
+		len--;
+	return snapfs_lvm_dm_path(lv->vg, lv->lv, path, sizeof(path)) == 0 &&
+	       strlen(path + 12) == len && !strncmp(path + 12, dm_name, len);
+}
+
+bool snapfs_lvm_still_there(const struct snapfs_lv *lv)
+{
+	char path[64], name[2 * 256 + 4];
+	ssize_t n;
+	int fd;
+
+	if (lv->major < 0 || lv->minor < 0)
+		return false;
+	snprintf(path, sizeof(path), "/sys/dev/block/%d:%d/dm/name", lv->major, lv->minor);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, name, sizeof(name) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	name[n] = '\0';
+	return snapfs_lvm_dm_name_is(lv, name);
 }
 
 int snapfs_lvm_errno(const char *text)

@@ -149,6 +149,11 @@ const struct snapfs_lv *snapfs_lvm_resolve_path(const struct snapfs_lv_list *l,
 						const char *path);
 /* /dev/mapper name of VG/LV (dashes doubled). */
 int snapfs_lvm_dm_path(const char *vg, const char *lv, char *out, size_t outlen);
+/* Is dm_name (as sysfs gives it) the device-mapper name of lv? */
+bool snapfs_lvm_dm_name_is(const struct snapfs_lv *lv, const char *dm_name);
+/* Is lv's device number still the device of that VG/LV, as when lvs listed
+ * it?  A renamed, removed or swapped LV fails; no lvm command is run. */
+bool snapfs_lvm_still_there(const struct snapfs_lv *lv);
 /* Map lvcreate's words to an errno: ENOSPC, EBUSY or EIO. */
 int snapfs_lvm_errno(const char *stderr_text);
 /* Create a read-only snapshot named snap of vg/lv, tagged SNAPFS_TAG and
@@ -315,9 +320,11 @@ void snapfs_guests_name(struct snapfs_guest *g, size_t n);
 /* ---- source-libvirt.c, source-lvm.c ------------------------------------- */
 
 /* One guest of a libvirt host, by UUID or else by name: 0, -ENOENT when
- * it is not defined, -EIO when libvirt cannot be reached. */
+ * it is not defined, -EIO when libvirt cannot be reached.  *unresolved:
+ * how many of its disks have a source that is no LV of lvs. */
 int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
-				const struct snapfs_lv_list *lvs, struct snapfs_guest *out);
+				const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
+				size_t *unresolved);
 /* Discover every guest with its disks.  *out is an array of *n guests. */
 int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 			       struct snapfs_guest **out, size_t *n);

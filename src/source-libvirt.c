@@ -49,8 +49,10 @@ static char *volume_path(virConnectPtr conn, const char *guest, const char *pool
 	return path;
 }
 
+/* *unresolved (when not NULL) counts the disks whose source is not an LV
+ * of lvs. */
 static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml,
-		     const struct snapfs_lv_list *lvs)
+		     const struct snapfs_lv_list *lvs, size_t *unresolved)
 {
 	struct snapfs_xml_disks disks;
 	char shown[SNAPFS_NAME_MAX + 1];
@@ -73,6 +75,8 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		if (!path)
 			continue;
 		lv = snapfs_lvm_resolve_path(lvs, path);
+		if (!lv && unresolved)
+			(*unresolved)++;
 		if (!lv || !lv->is_ordinary || lv->snapfs_owned) {
 			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not an LVM volume",
 				     shown, d->target, path);
@@ -85,7 +89,7 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 }
 
 static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest *g,
-		      const struct snapfs_lv_list *lvs)
+		      const struct snapfs_lv_list *lvs, size_t *unresolved)
 {
 	char uuid[VIR_UUID_STRING_BUFLEN];
 	CLEANUP_FREE char *live = NULL;
@@ -109,7 +113,7 @@ static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest 
 		snapfs_warn("guest %s: cannot read its XML: %s", shown, last_error());
 		return 0;
 	}
-	return add_disks(conn, g, live ? live : g->xml, lvs);
+	return add_disks(conn, g, live ? live : g->xml, lvs, unresolved);
 }
 
 static void free_guest(struct snapfs_guest *g)
@@ -135,7 +139,8 @@ static virConnectPtr connect_read_only(const char *uri)
 }
 
 int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
-				const struct snapfs_lv_list *lvs, struct snapfs_guest *out)
+				const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
+				size_t *unresolved)
 {
 	virConnectPtr conn = connect_read_only(uri);
 	virDomainPtr dom;
@@ -153,7 +158,8 @@ int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *n
 		virConnectClose(conn);
 		return -ENOENT;
 	}
-	rc = add_domain(conn, dom, out, lvs);
+	*unresolved = 0;
+	rc = add_domain(conn, dom, out, lvs, unresolved);
 	if (rc < 0)
 		free_guest(out);
 	virDomainFree(dom);
@@ -185,7 +191,7 @@ int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs
 
 	for (int i = 0; i < count; i++) {
 		if (rc == 0) {
-			rc = add_domain(conn, doms[i], &g[kept], lvs);
+			rc = add_domain(conn, doms[i], &g[kept], lvs, NULL);
 			/* A domain undefined while we looked is simply gone. */
 			if (rc == -EIO) {
 				free_guest(&g[kept]);

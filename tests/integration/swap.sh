@@ -21,12 +21,18 @@ xml=$TEST_TMPDIR/node.xml
 one_guest_xml $xml guest "$id"
 mnt=/tmp/snapfs-swap
 # A listing kept for an hour: only a fresh resolution at open can be right.
-snapfs_start "test://$xml" $mnt -o cache=3600,freeze=off
+snapfs_start "test://$xml" $mnt -o cache=3600,freeze=off,debug_areas=guests
 ls -l $mnt/guest >/dev/null
 [ "$(getfattr --absolute-names --only-values -n user.snapfs.origin $mnt/guest/vda.raw)" = "$vg/a" ] ||
 	fail "origin before the swap"
+# Unchanged since the listing: device-mapper vouches for the LV, no lvs.
+fast() { grep -c "guest guest: disks resolved again without lvs" "$SNAPFS_LOG" || true; }
+[ "$(sha_file $mnt/guest/vda.raw)" = "$want" ] || fail "bytes before the swap"
+[ "$(fast)" = 1 ] || fail "an open of an unchanged guest ran lvs"
+wait_snapfs_lvs $vg 0
 lvrename -q $vg a moved >/dev/null && lvrename -q $vg b a >/dev/null || fail "lvrename"
 [ "$(sha_file $mnt/guest/vda.raw)" = "$want" ] || fail "read another LV's bytes after the swap"
+[ "$(fast)" = 1 ] || fail "the swapped LV was taken from the listing, not from lvs"
 exec 3<$mnt/guest/vda.raw
 snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot $mnt/guest/vda.raw)
 [ "$(lvs --noheadings -o origin "$snap" | tr -d ' ')" = moved ] || fail "snapshot of the wrong LV"

@@ -3,7 +3,7 @@
  * links this program with
  *   -Wl,--wrap=snapfs_lvm_list -Wl,--wrap=snapfs_lvm_list_free
  *   -Wl,--wrap=snapfs_source_libvirt_list -Wl,--wrap=snapfs_source_libvirt_guest
- *   -Wl,--wrap=snapfs_device_open
+ *   -Wl,--wrap=snapfs_lvm_still_there -Wl,--wrap=snapfs_device_open
  *   -Wl,--wrap=snapfs_log
  *   -Wl,--wrap=pthread_create
  * so a discovery lands in the fakes below.  Discovery N (counted from 1 in
@@ -12,7 +12,9 @@
  * in snapfs_lvm_list until the test lets it go, or made to fail in the
  * libvirt listing; the fakes count their calls and note the thread and the
  * time of each discovery.  The one-guest resolution of an open lands in
- * the same fakes: its lvs is discovery N too, and its guest "gen-N".
+ * the same fakes: its lvs is discovery N too, and its guest "gen-N" (or,
+ * when device-mapper is made to say its LVs are still there, no lvs and
+ * the guest of the listing's LV).
  * pthread_create counts the threads catalog.c
  * starts (the tests start theirs with __real_pthread_create), and
  * snapfs_log counts the warnings.
@@ -61,7 +63,9 @@ void __wrap_snapfs_lvm_list_free(struct snapfs_lv_list *l);
 int __wrap_snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 				      struct snapfs_guest **out, size_t *n);
 int __wrap_snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
-					const struct snapfs_lv_list *lvs, struct snapfs_guest *out);
+					const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
+					size_t *unresolved);
+bool __wrap_snapfs_lvm_still_there(const struct snapfs_lv *lv);
 int __wrap_snapfs_device_open(const char *path, uint64_t *size);
 void __wrap_snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -99,6 +103,9 @@ static struct {
 	unsigned fail;	    /* discovery N fails; 0: none */
 	int thread_error;   /* pthread_create fails with it; 0: no */
 	bool gone;	    /* the resolved guest is not defined */
+	bool still_there;   /* device-mapper confirms every listed LV */
+	unsigned extra_disks; /* the resolved guest has disks on no LV listed */
+	unsigned still_asked; /* snapfs_lvm_still_there calls */
 	bool lvm_source;    /* lvs of chosen VGs is right */
 } fake = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -245,8 +252,20 @@ int __wrap_snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_li
 }
 
 /* One guest, as discovery N (the lvs before it) sees it: "gen-N". */
+bool __wrap_snapfs_lvm_still_there(const struct snapfs_lv *lv)
+{
+	bool yes;
+
+	pthread_mutex_lock(&fake.lock);
+	fake.still_asked++;
+	yes = fake.still_there;
+	pthread_mutex_unlock(&fake.lock);
+	return yes;
+}
+
 int __wrap_snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
-				       const struct snapfs_lv_list *lvs, struct snapfs_guest *out)
+				       const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
+				       size_t *unresolved)
 {
 	unsigned d = 0;
 	int rc = 0;
@@ -261,7 +280,10 @@ int __wrap_snapfs_source_libvirt_guest(const char *uri, const char *uuid, const 
 		anomaly("libvirt lookup at URI %s", uri ? uri : "(default)");
 	if (lvs->n != 1 || sscanf(lvs->lv[0].lv, "lv-%u", &d) != 1)
 		anomaly("libvirt lookup given LVs that snapfs_lvm_list did not make");
-	fake.in_flight--;
+	/* Without an lvs first (device-mapper vouched for the LVs), nothing
+	 * is in flight. */
+	if (fake.in_flight)
+		fake.in_flight--;
 	if (d && d <= MAX_DISCOVERIES)
 		fake.ended_us[d] = now_us();
 	if (d && d == fake.fail) {
@@ -270,6 +292,8 @@ int __wrap_snapfs_source_libvirt_guest(const char *uri, const char *uuid, const 
 	} else if (fake.gone) {
 		rc = -ENOENT;
 	}
+	/* Disks on LVs that lvs lists, not the listing's LV alone. */
+	*unresolved = d == 1 ? fake.extra_disks : 0;
 	pthread_cond_broadcast(&fake.cond);
 	pthread_mutex_unlock(&fake.lock);
 	if (rc < 0)
@@ -347,6 +371,8 @@ static void fake_reset(void)
 	fake.guest_resolves = 0;
 	fake.resolved_uuid[0] = fake.resolved_name[0] = '\0';
 	fake.gone = fake.lvm_source = false;
+	fake.still_there = false;
+	fake.extra_disks = fake.still_asked = 0;
 	pthread_mutex_unlock(&fake.lock);
 }
 
@@ -964,6 +990,51 @@ static void test_resolve_beside_a_held_discovery(void **state UNUSED)
 	assert_false(tally().hold_timed_out);
 }
 
+/* Device-mapper shows the listed LV under its name still: no lvs at all. */
+static void set_still_there(bool yes, unsigned extra_disks)
+{
+	pthread_mutex_lock(&fake.lock);
+	fake.still_there = yes;
+	fake.extra_disks = extra_disks;
+	pthread_mutex_unlock(&fake.lock);
+}
+
+static void test_resolve_without_lvs(void **state UNUSED)
+{
+	struct snapfs_catalog *listed = NULL, *c = NULL;
+
+	assert_int_equal(snapfs_catalog_get(&listed), 0);
+	set_still_there(true, 0);
+	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
+	assert_string_equal(c->guest[0].dir, "gen-1");
+	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-1");
+	assert_int_equal(tally().lists, 1);
+	pthread_mutex_lock(&fake.lock);
+	assert_int_equal(fake.still_asked, 1);
+	assert_int_equal(fake.guest_resolves, 1);
+	pthread_mutex_unlock(&fake.lock);
+	snapfs_catalog_put(c);
+
+	/* A disk now on an LV the listing does not hold: LVM is asked. */
+	set_still_there(true, 1);
+	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
+	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-2");
+	assert_int_equal(tally().lists, 2);
+	pthread_mutex_lock(&fake.lock);
+	assert_int_equal(fake.guest_resolves, 3);
+	pthread_mutex_unlock(&fake.lock);
+	snapfs_catalog_put(c);
+
+	/* Renamed, removed or swapped: device-mapper says no, LVM is asked. */
+	set_still_there(false, 0);
+	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
+	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-3");
+	assert_int_equal(tally().lists, 3);
+	snapfs_catalog_put(c);
+	snapfs_catalog_put(listed);
+	assert_string_equal(tally().anomaly, "");
+}
+
 /* An LVM source: the guest is its LV, found again by VG/LV. */
 static void test_resolve_lvm_source(void **state UNUSED)
 {
@@ -981,6 +1052,13 @@ static void test_resolve_lvm_source(void **state UNUSED)
 	assert_int_equal(snapfs_catalog_get(&listed), 0);
 	assert_int_equal(listed->n, 1);
 	assert_string_equal(listed->guest[0].key, "vg0/lv-1");
+	/* Its device still named so: no lvs. */
+	set_still_there(true, 0);
+	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
+	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-1");
+	assert_int_equal(tally().lists, 1);
+	snapfs_catalog_put(c);
+	set_still_there(false, 0);
 	/* Discovery 2 lists lv-2 only: lv-1 is gone. */
 	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), -ENOENT);
 	/* A guest whose LV is listed. */
@@ -1061,6 +1139,7 @@ int main(void)
 		TEST(test_resolve_one_guest, cache_forever),
 		TEST(test_resolve_gone_or_failing, cache_forever),
 		TEST(test_resolve_beside_a_held_discovery, cache_short),
+		TEST(test_resolve_without_lvs, cache_forever),
 		TEST(test_resolve_lvm_source, cache_forever),
 		TEST(test_shutdown_waits_for_background_discovery, cache_short),
 #undef TEST

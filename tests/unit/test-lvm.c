@@ -253,6 +253,36 @@ static void test_dm_path(void **state UNUSED)
 	assert_int_equal(snapfs_lvm_dm_path("vg0", "root", out, 16), -ENAMETOOLONG);
 }
 
+/* The name sysfs shows for a device-mapper device, against an LV. */
+static void test_dm_name_is(void **state UNUSED)
+{
+	struct snapfs_lv lv = { .vg = "my-vg", .lv = "a-b" };
+
+	assert_true(snapfs_lvm_dm_name_is(&lv, "my--vg-a--b\n"));
+	assert_true(snapfs_lvm_dm_name_is(&lv, "my--vg-a--b"));
+	assert_false(snapfs_lvm_dm_name_is(&lv, "my-vg-a-b\n"));
+	assert_false(snapfs_lvm_dm_name_is(&lv, "my--vg-a--b2\n"));
+	assert_false(snapfs_lvm_dm_name_is(&lv, "my--vg-a--\n"));
+	assert_false(snapfs_lvm_dm_name_is(&lv, "\n"));
+	assert_false(snapfs_lvm_dm_name_is(&lv, ""));
+	snprintf(lv.vg, sizeof(lv.vg), "vg0");
+	snprintf(lv.lv, sizeof(lv.lv), "moved");
+	assert_false(snapfs_lvm_dm_name_is(&lv, "vg0-a\n"));
+	assert_true(snapfs_lvm_dm_name_is(&lv, "vg0-moved\n"));
+}
+
+/* An LV listed inactive, or whose device number names no device, is not
+ * there (no lvm command is run to say so). */
+static void test_still_there_without_device(void **state UNUSED)
+{
+	struct snapfs_lv lv = { .vg = "vg0", .lv = "lv", .major = -1, .minor = -1 };
+
+	assert_false(snapfs_lvm_still_there(&lv));
+	lv.major = 4095;
+	lv.minor = 1048575;
+	assert_false(snapfs_lvm_still_there(&lv));
+}
+
 /* A path that fits exactly is accepted: "/dev/mapper/vg0-root" (20 bytes)
  * fits in 21. */
 static void test_dm_path_exact_fit(void **state UNUSED)
@@ -1027,6 +1057,8 @@ int main(void)
 		cmocka_unit_test(test_parse_lvs_many),
 		cmocka_unit_test(test_find),
 		cmocka_unit_test(test_dm_path),
+		cmocka_unit_test(test_dm_name_is),
+		cmocka_unit_test(test_still_there_without_device),
 		cmocka_unit_test(test_dm_path_exact_fit),
 		cmocka_unit_test(test_dm_path_round_trip),
 		cmocka_unit_test(test_resolve_path),
