@@ -123,9 +123,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
-/* opendir: a guest's directory or the root.  Its listing is made at the
- * first readdir and again at every rewind. */
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* open and opendir.  The first open of any file of a guest snapshots all
+ * its disks; a directory's listing is made at its first readdir and again
+ * at every rewind. */
+static void reply_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, bool dir)
 {
 	char path[SNAPFS_PATH_MAX];
 	struct snapfs_file *f;
@@ -134,14 +135,31 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	first_request();
 	rc = snapfs_inode_path(ino, path);
 	if (rc == 0)
-		rc = snapfs_dir_open(path, &f);
+		rc = dir ? snapfs_dir_open(path, &f) : snapfs_file_open(path, fi->flags, &f);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
+	if (!dir) {
+		fi->keep_cache = 0; /* a new snapshot may hold new bytes */
+		fi->noflush = 1;
+		fi->direct_io = f->direct_io;
+	}
+	/* An open cut short (the opener killed while its snapshot was being
+	 * made) gets no release: its set must not stay held. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		snapfs_file_release(f); /* interrupted: no releasedir comes */
+		snapfs_file_release(f);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	reply_open(req, ino, fi, true);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	reply_open(req, ino, fi, false);
 }
 
 /* One entry of a readdirplus reply: the kernel takes a lookup of each but
@@ -241,31 +259,6 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	snapfs_file_release(file_of(fi));
 	fuse_reply_err(req, 0);
-}
-
-/* open: the first open of any file of a guest snapshots all its disks. */
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	char path[SNAPFS_PATH_MAX];
-	struct snapfs_file *f;
-	int rc;
-
-	first_request();
-	rc = snapfs_inode_path(ino, path);
-	if (rc == 0)
-		rc = snapfs_file_open(path, fi->flags, &f);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	fi->fh = (uint64_t)(uintptr_t)f;
-	fi->keep_cache = 0; /* a new snapshot may hold new bytes */
-	fi->noflush = 1;
-	fi->direct_io = f->direct_io;
-	/* An open cut short (the opener killed while its snapshot was being
-	 * made) gets no release: its set must not stay held. */
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		snapfs_file_release(f);
 }
 
 /* The buffer a worker thread reads into, kept for the thread's life and
