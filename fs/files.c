@@ -98,7 +98,7 @@ static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
 		/* Hot-plugged after the set was taken. */
 		snapfs_warn("guest %s disk %s: not in the snapshot set held now; close the "
 			    "guest's files to take a new one",
-			    n->guest->name, n->disk->target);
+			    n->guest->dir, n->disk->target);
 		rc = -EBUSY;
 		goto fail;
 	}
@@ -115,7 +115,7 @@ static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
 		if (!p) {
 			snapfs_warn("guest %s disk %s: partition %u is not in the snapshot's "
 				    "partition table",
-				    n->guest->name, n->disk->target, n->part.number);
+				    n->guest->dir, n->disk->target, n->part.number);
 			rc = -ENOENT;
 			goto fail;
 		}
