@@ -459,7 +459,13 @@ pair_round() {
 	# The snapshots just made and removed keep udev busy for seconds under
 	# TCG, which slowed whatever read came first, (a) too.
 	udevadm settle -t 120 2>/dev/null || true
-	for m in a "${methods_fs[@]}"; do
+	# A different order in each round, as for the other readers.
+	local -a views=(a "${methods_fs[@]}") order=()
+	local i
+	for ((i = 0; i < ${#views[@]}; i++)); do
+		order+=("${views[(i + round - 1) % ${#views[@]}]}")
+	done
+	for m in "${order[@]}"; do
 		drop_caches
 		local p=${pid[$m]:-} c0=0
 		[ -z "$p" ] || c0=$(cpu_ticks "$p")
