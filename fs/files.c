@@ -253,16 +253,10 @@ const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t o
 
 int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 {
-	const char *bytes;
 	size_t done = 0;
 
-	if (off < 0)
+	if (off < 0 || f->data)
 		return -EINVAL;
-	bytes = snapfs_file_bytes(f, &size, off);
-	if (bytes) {
-		memcpy(buf, bytes, size);
-		return (int)size;
-	}
 	if ((uint64_t)off >= f->size)
 		return 0;
 	if (size > f->size - (uint64_t)off)

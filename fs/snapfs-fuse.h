@@ -168,7 +168,8 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out);
 int snapfs_dir_open(const char *path, struct snapfs_file **out);
 /* The last close of an open file or directory; may remove its set. */
 void snapfs_file_release(struct snapfs_file *f);
-/* Up to size bytes at off into buf: from the snapshot device, its health
+/* Up to size bytes at off of a disk or partition file (the others are
+ * read with snapfs_file_bytes) into buf: from the snapshot device, its health
  * checked after the read, so a read that raced a COW overflow fails instead
  * of returning bytes written after the snapshot.  Bytes read (0 at the
  * end), -EIO or -EINVAL.  buf aligned to SNAPFS_DIRECT_ALIGN reads with
