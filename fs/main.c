@@ -181,6 +181,8 @@ int main(int argc, char **argv)
 		goto out_source;
 	}
 	snapfs_catalog_put(cat);
+	/* Not carried across the fork into the background. */
+	snapfs_source_libvirt_disconnect();
 	snapfs_fs_opts = &o;
 	/* Mount on the absolute path: the daemon's cwd becomes / and fuse_unmount
 	 * must find the same mount. */
@@ -190,6 +192,7 @@ int main(int argc, char **argv)
 		goto out_source;
 	rc = serve(&o, &args, owner);
 	snapfs_catalog_shutdown();
+	snapfs_source_libvirt_disconnect();
 out_source:
 	snapfs_source_free(&src);
 out:

@@ -328,6 +328,9 @@ int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *n
 /* Discover every guest with its disks.  *out is an array of *n guests. */
 int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 			       struct snapfs_guest **out, size_t *n);
+/* Close the libvirt connections kept between calls (before a fork, and at
+ * exit); the next call connects again. */
+void snapfs_source_libvirt_disconnect(void);
 int snapfs_source_lvm_list(char *const *vgs, const struct snapfs_lv_list *lvs,
 			   struct snapfs_guest **out, size_t *n);
 

@@ -3,6 +3,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <stdio.h>
@@ -125,13 +128,80 @@ static void free_guest(struct snapfs_guest *g)
 	memset(g, 0, sizeof(*g));
 }
 
-static virConnectPtr connect_read_only(const char *uri)
+/* Connections live as long as snapfs does: opening one costs a handshake
+ * with libvirtd, and the test driver parses its whole node XML each time.
+ * One read-only connection serves the listing and the resolution of an
+ * open, a read-write one the freezes; each is made at first use and made
+ * anew when it died (libvirtd restarted) or another URI is asked for. */
+struct shared_conn {
+	pthread_mutex_t lock;
+	bool read_only;
+	virConnectPtr conn; /* under lock */
+	char *uri;          /* under lock; NULL for libvirt's default */
+};
+static struct shared_conn ro_conn = { PTHREAD_MUTEX_INITIALIZER, true, NULL, NULL };
+static struct shared_conn rw_conn = { PTHREAD_MUTEX_INITIALIZER, false, NULL, NULL };
+
+static bool same_uri(const char *a, const char *b)
+{
+	return a && b ? !strcmp(a, b) : a == b;
+}
+
+/* Under s->lock. */
+static void forget_conn(struct shared_conn *s)
+{
+	if (s->conn)
+		virConnectClose(s->conn);
+	free(s->uri);
+	s->conn = NULL;
+	s->uri = NULL;
+}
+
+/* A reference to the shared connection for uri (virConnectClose when
+ * done), or NULL with libvirt's error set.  A kept connection is asked
+ * for libvirt's version first: the client learns that the daemon went away
+ * only when it next talks to it. */
+static virConnectPtr get_conn(struct shared_conn *s, const char *uri)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	unsigned long version;
 	virConnectPtr conn;
 
 	pthread_once(&once, setup_errors);
-	conn = virConnectOpenReadOnly(uri);
+	pthread_mutex_lock(&s->lock);
+	if (s->conn && (!same_uri(s->uri, uri) || virConnectGetLibVersion(s->conn, &version) < 0 ||
+			virConnectIsAlive(s->conn) != 1)) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "libvirt connection to %s closed; connecting again",
+			     s->uri ? s->uri : "(default)");
+		forget_conn(s);
+	}
+	if (!s->conn) {
+		s->conn = s->read_only ? virConnectOpenReadOnly(uri) : virConnectOpen(uri);
+		if (s->conn && uri && !(s->uri = strdup(uri)))
+			forget_conn(s);
+	}
+	conn = s->conn;
+	if (conn)
+		virConnectRef(conn);
+	pthread_mutex_unlock(&s->lock);
+	return conn;
+}
+
+void snapfs_source_libvirt_disconnect(void)
+{
+	struct shared_conn *all[] = { &ro_conn, &rw_conn };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		pthread_mutex_lock(&all[i]->lock);
+		forget_conn(all[i]);
+		pthread_mutex_unlock(&all[i]->lock);
+	}
+}
+
+static virConnectPtr connect_read_only(const char *uri)
+{
+	virConnectPtr conn = get_conn(&ro_conn, uri);
+
 	if (!conn)
 		snapfs_error("cannot connect to libvirt at %s: %s", uri ? uri : "(default)",
 			     last_error());
@@ -231,7 +301,7 @@ int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->conn = virConnectOpen(uri);
+	f->conn = get_conn(&rw_conn, uri);
 	if (f->conn)
 		f->dom = virDomainLookupByUUIDString(f->conn, uuid);
 	/* Drivers that make up UUIDs per connection (the test driver) still
