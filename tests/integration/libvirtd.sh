@@ -59,6 +59,7 @@ wait_for -t 10 test ! -e $mnt/web || fail "an undefined guest is still there"
 # snapfs keeps its connection; a restarted daemon is reached anew, and its
 # guests are listed and opened.  (Shut-off guests are not frozen: the
 # freeze connection is freeze.sh's.)
+n0=$(wc -l <$SNAPFS_LOG)
 kill "$(cat /run/libvirt/test-libvirtd.pid)" || fail "stopping libvirtd"
 # It removes its pid file as it exits.
 wait_for -t 60 test ! -e /run/libvirt/test-libvirtd.pid || fail "libvirtd did not stop"
@@ -68,5 +69,9 @@ wait_for -t 60 virsh -c qemu:///system version >/dev/null 2>&1 || fail "libvirtd
 cmp -s $mnt/late/vda.raw /dev/$vg/late || fail "late/vda.raw after the restart"
 grep -q "libvirt connection to qemu:///system closed; connecting again" $SNAPFS_LOG ||
 	fail "no reconnection logged"
+# Found closed before use, not by a failed listing.
+if tail -n +$((n0 + 1)) $SNAPFS_LOG | grep -E "^snapfs: (error|warning):"; then
+	fail "errors logged across the restart"
+fi
 wait_snapfs_lvs $vg 0
 echo "libvirtd: ok"
