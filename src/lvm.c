@@ -286,7 +286,8 @@ const struct snapfs_lv *snapfs_lvm_resolve_path(const struct snapfs_lv_list *l,
 
 int snapfs_lvm_dm_path(const char *vg, const char *lv, char *out, size_t outlen)
 {
-	char buf[12 + 2 * 256 + 2];
+	/* Both names at their longest, every byte a dash, doubled. */
+	char buf[sizeof("/dev/mapper/") + 2 * 255 + 1 + 2 * 255];
 	const char *parts[2] = { vg, lv };
 	size_t o = (size_t)snprintf(buf, sizeof(buf), "/dev/mapper/");
 
@@ -310,14 +311,16 @@ int snapfs_lvm_dm_path(const char *vg, const char *lv, char *out, size_t outlen)
 
 bool snapfs_lvm_dm_name_is(const struct snapfs_lv *lv, const char *dm_name)
 {
-	char path[12 + 2 * 256 + 2];
+	static const char prefix[] = "/dev/mapper/";
+	char path[sizeof(prefix) + 2 * (sizeof(lv->vg) + sizeof(lv->lv))];
+	const char *name = path + strlen(prefix);
 	size_t len = strlen(dm_name);
 
 	/* sysfs ends the name with a newline. */
 	if (len && dm_name[len - 1] == '\n')
 		len--;
 	return snapfs_lvm_dm_path(lv->vg, lv->lv, path, sizeof(path)) == 0 &&
-	       strlen(path + 12) == len && !strncmp(path + 12, dm_name, len);
+	       strlen(name) == len && !strncmp(name, dm_name, len);
 }
 
 bool snapfs_lvm_still_there(const struct snapfs_lv *lv)

@@ -285,6 +285,33 @@ static void test_still_there_without_device(void **state UNUSED)
 
 /* A path that fits exactly is accepted: "/dev/mapper/vg0-root" (20 bytes)
  * fits in 21. */
+/* The longest names it accepts, all dashes, each dash doubled. */
+static void test_dm_path_longest_names(void **state UNUSED)
+{
+	char vg[256], lv[256], out[1100], want[1100];
+
+	memset(vg, '-', 255);
+	memset(lv, '-', 255);
+	vg[255] = lv[255] = '\0';
+	memcpy(want, "/dev/mapper/", 12);
+	memset(want + 12, '-', 510);
+	want[522] = '-';
+	memset(want + 523, '-', 510);
+	want[1033] = '\0';
+	assert_int_equal(snapfs_lvm_dm_path(vg, lv, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+	assert_int_equal(snapfs_lvm_dm_path(vg, lv, out, 1033), -ENAMETOOLONG);
+	memset(vg, 'v', 255);
+	vg[255] = '\0';
+	assert_int_equal(snapfs_lvm_dm_path(vg, "x", out, sizeof(out)), 0);
+	assert_int_equal(strlen(out), 12 + 255 + 1 + 1);
+	char longer[257];
+
+	memset(longer, 'v', 256);
+	longer[256] = '\0';
+	assert_int_equal(snapfs_lvm_dm_path(longer, "x", out, sizeof(out)), -ENAMETOOLONG);
+}
+
 static void test_dm_path_exact_fit(void **state UNUSED)
 {
 	char out[300];
@@ -1060,6 +1087,7 @@ int main(void)
 		cmocka_unit_test(test_dm_name_is),
 		cmocka_unit_test(test_still_there_without_device),
 		cmocka_unit_test(test_dm_path_exact_fit),
+		cmocka_unit_test(test_dm_path_longest_names),
 		cmocka_unit_test(test_dm_path_round_trip),
 		cmocka_unit_test(test_resolve_path),
 		cmocka_unit_test(test_resolve_path_by_device_number),
