@@ -999,38 +999,43 @@ static void set_still_there(bool yes, unsigned extra_disks)
 	pthread_mutex_unlock(&fake.lock);
 }
 
+/* Resolve seen again with device-mapper vouching (still) or not and with
+ * extra_disks disks on LVs the listing does not hold: its first disk must
+ * get lv, after lists lvs reports in all.  The guest resolutions so far. */
+static unsigned resolve_as(const struct snapfs_guest *seen, bool still, unsigned extra_disks,
+			   const char *lv, unsigned lists)
+{
+	struct snapfs_catalog *c = NULL;
+	unsigned resolves;
+
+	set_still_there(still, extra_disks);
+	assert_int_equal(snapfs_catalog_resolve(seen, &c), 0);
+	assert_string_equal(c->guest[0].dir, seen->dir);
+	assert_string_equal(c->guest[0].disk[0].lv.lv, lv);
+	assert_int_equal(tally().lists, lists);
+	snapfs_catalog_put(c);
+	pthread_mutex_lock(&fake.lock);
+	resolves = fake.guest_resolves;
+	pthread_mutex_unlock(&fake.lock);
+	return resolves;
+}
+
 static void test_resolve_without_lvs(void **state UNUSED)
 {
-	struct snapfs_catalog *listed = NULL, *c = NULL;
+	struct snapfs_catalog *listed = NULL;
 
 	assert_int_equal(snapfs_catalog_get(&listed), 0);
-	set_still_there(true, 0);
-	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
-	assert_string_equal(c->guest[0].dir, "gen-1");
-	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-1");
-	assert_int_equal(tally().lists, 1);
+	assert_string_equal(listed->guest[0].dir, "gen-1");
+	/* Device-mapper vouches for the listed LV: no lvs, one resolution. */
+	assert_int_equal(resolve_as(&listed->guest[0], true, 0, "lv-1", 1), 1);
 	pthread_mutex_lock(&fake.lock);
 	assert_int_equal(fake.still_asked, 1);
-	assert_int_equal(fake.guest_resolves, 1);
 	pthread_mutex_unlock(&fake.lock);
-	snapfs_catalog_put(c);
-
-	/* A disk now on an LV the listing does not hold: LVM is asked. */
-	set_still_there(true, 1);
-	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
-	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-2");
-	assert_int_equal(tally().lists, 2);
-	pthread_mutex_lock(&fake.lock);
-	assert_int_equal(fake.guest_resolves, 3);
-	pthread_mutex_unlock(&fake.lock);
-	snapfs_catalog_put(c);
-
+	/* A disk now on an LV the listing does not hold: LVM is asked, and the
+	 * guest resolved again against its report. */
+	assert_int_equal(resolve_as(&listed->guest[0], true, 1, "lv-2", 2), 3);
 	/* Renamed, removed or swapped: device-mapper says no, LVM is asked. */
-	set_still_there(false, 0);
-	assert_int_equal(snapfs_catalog_resolve(&listed->guest[0], &c), 0);
-	assert_string_equal(c->guest[0].disk[0].lv.lv, "lv-3");
-	assert_int_equal(tally().lists, 3);
-	snapfs_catalog_put(c);
+	resolve_as(&listed->guest[0], false, 0, "lv-3", 3);
 	snapfs_catalog_put(listed);
 	assert_string_equal(tally().anomaly, "");
 }
