@@ -251,7 +251,8 @@ int __wrap_snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_li
 	return 0;
 }
 
-/* One guest, as discovery N (the lvs before it) sees it: "gen-N". */
+/* Whether device-mapper still shows a listed LV under its name: as the
+ * test says (fake.still_there). */
 bool __wrap_snapfs_lvm_still_there(const struct snapfs_lv *lv)
 {
 	bool yes;
@@ -263,6 +264,7 @@ bool __wrap_snapfs_lvm_still_there(const struct snapfs_lv *lv)
 	return yes;
 }
 
+/* One guest, as discovery N (the lvs before it) sees it: "gen-N". */
 int __wrap_snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
 				       const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
 				       size_t *unresolved)
@@ -990,7 +992,8 @@ static void test_resolve_beside_a_held_discovery(void **state UNUSED)
 	assert_false(tally().hold_timed_out);
 }
 
-/* Device-mapper shows the listed LV under its name still: no lvs at all. */
+/* Make device-mapper vouch (or not) for the listed LVs, and give the guest
+ * extra_disks disks on LVs the listing does not hold. */
 static void set_still_there(bool yes, unsigned extra_disks)
 {
 	pthread_mutex_lock(&fake.lock);
