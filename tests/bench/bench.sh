@@ -65,6 +65,15 @@ has rsync || use_rsync=0
 t_start=${EPOCHREALTIME/[.,]/}
 now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
 phase() { log "[$(awk -v a="$t_start" -v b="$(now_us)" 'BEGIN { printf "%5.0fs", (b - a) / 1e6 }')] $*"; }
+# rotated ROUND ITEM...: the items, one per line, starting at the ROUND-th,
+# so that no item always goes first.
+rotated() {
+	local r=$1 i
+	shift
+	for ((i = 0; i < $#; i++)); do
+		echo "${@:(i + r - 1) % $# + 1:1}"
+	done
+}
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
@@ -421,15 +430,13 @@ removed_count() { grep -cE "guest g2: snapshot set (of .* )?removed" "${logf[$1]
 removed_more_than() { [ "$(removed_count "$1")" -gt "$2" ]; }
 no_g2_snaps() { [ "$(snaps_of g2)" = 0 ]; }
 latency_round() {
-	local round=$1 t0 t1 t2 m before i
+	local round=$1 t0 t1 t2 m before
 	# Each alone, as the bare commands are: no other snapshot of g2 exists
 	# meanwhile (a second one makes lvcreate and lvremove slower).  udev
 	# settles first (under TCG it stays busy with the devices of the last
 	# removal for seconds), and the order rotates from round to round.
-	local -a kinds=("${methods_fs[@]}" bare) order=()
-	for ((i = 0; i < ${#kinds[@]}; i++)); do
-		order+=("${kinds[(i + round - 1) % ${#kinds[@]}]}")
-	done
+	local -a order
+	mapfile -t order < <(rotated "$round" "${methods_fs[@]}" bare)
 	for m in "${order[@]}"; do
 		udevadm settle -t 120 2>/dev/null || true
 		if [ "$m" = bare ]; then
@@ -471,11 +478,8 @@ pair_round() {
 	# TCG, which slowed whatever read came first, (a) too.
 	udevadm settle -t 120 2>/dev/null || true
 	# A different order in each round, as for the other readers.
-	local -a views=(a "${methods_fs[@]}") order=()
-	local i
-	for ((i = 0; i < ${#views[@]}; i++)); do
-		order+=("${views[(i + round - 1) % ${#views[@]}]}")
-	done
+	local -a order
+	mapfile -t order < <(rotated "$round" a "${methods_fs[@]}")
 	for m in "${order[@]}"; do
 		drop_caches
 		local p=${pid[$m]:-} c0=0
@@ -551,8 +555,7 @@ for m in "${methods_fs[@]}"; do
 		"$(request_sizes "${file_disk[$m]}")" >>"$diag"
 done
 # What one libvirt connection costs: the test driver parses its whole node
-# XML at every connection, and an open makes two (its guest's XML, and the
-# freeze).
+# XML at every connection (snapfs keeps its connections; virsh makes one).
 virsh_s() {
 	local t0=$(now_us)
 	virsh -r -c "test://$1" domstate "$2" >/dev/null 2>&1 || return 0
@@ -570,10 +573,7 @@ for ((r = 1; r <= rounds; r++)); do
 	phase "round $r of $rounds: open/release, two readers"
 	latency_round "$r"
 	# A different order in each round, so that no method always goes first.
-	order=()
-	for ((i = 0; i < ${#methods[@]}; i++)); do
-		order+=("${methods[(i + r - 1) % ${#methods[@]}]}")
-	done
+	mapfile -t order < <(rotated "$r" "${methods[@]}")
 	phase "round $r: whole disk"
 	for m in "${order[@]}"; do
 		if [ "$m" = a ]; then
