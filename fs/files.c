@@ -234,10 +234,16 @@ static void read_error(struct snapfs_file *f, uint64_t off, int err)
 {
 	if (__atomic_exchange_n(&f->read_error_logged, true, __ATOMIC_RELAXED))
 		return;
-	snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
-		     f->disk->guest, f->disk->file, f->disk->vg, f->disk->snap,
-		     (unsigned long long)off,
-		     err ? strerror(err) : "unexpected end of device");
+	if (f->disk->kind == SNAPFS_ORIGIN_FILE)
+		snapfs_error("guest %s disk %s: read of the reflink clone of %s at byte %llu "
+			     "failed: %s",
+			     f->disk->guest, f->disk->file, f->disk->origin_path,
+			     (unsigned long long)off, err ? strerror(err) : "unexpected end of file");
+	else
+		snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
+			     f->disk->guest, f->disk->file, f->disk->vg, f->disk->snap,
+			     (unsigned long long)off,
+			     err ? strerror(err) : "unexpected end of device");
 }
 
 const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t off)

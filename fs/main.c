@@ -70,6 +70,8 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.freeze = o->freeze,
 		.freeze_timeout = o->freeze_timeout,
 		.uri = o->source,
+		.reserve = o->reserve,
+		.reserve_text = o->reserve_text,
 	};
 	struct fuse_session *se;
 	int rc = 1;
@@ -160,8 +162,8 @@ int main(int argc, char **argv)
 	if (snapfs_fs_owner_lock(owner, real, o.lvm_timeout, true) == -EBUSY)
 		goto out;
 	if (snapfs_dm_init() < 0)
-		snapfs_warn("cannot open /dev/mapper/control (%m): snapshots cannot be checked, "
-			    "so reads will fail");
+		snapfs_warn("cannot open /dev/mapper/control (%m): LVM snapshots cannot be "
+			    "checked, so their reads will fail (disks on files are not affected)");
 	if (snapfs_source_parse(o.source, &src) < 0)
 		goto out;
 	if (src.type == SNAPFS_SRC_LVM && o.freeze == SNAPFS_FREEZE_REQUIRE) {

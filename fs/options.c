@@ -40,9 +40,10 @@ static const struct fuse_opt spec[] = {
 	FUSE_OPT_END,
 };
 
-/* cow_size and gid are kept in snapfs_opts directly. */
+/* cow_size, reflink_reserve and gid are kept in snapfs_opts directly. */
 static const struct fuse_opt spec_direct[] = {
 	{ "cow_size=%s", offsetof(struct snapfs_opts, cow_size), 0 },
+	{ "reflink_reserve=%s", offsetof(struct snapfs_opts, reserve_text), 0 },
 	{ "gid=%s", offsetof(struct snapfs_opts, gid_text), 0 },
 	FUSE_OPT_END,
 };
@@ -210,6 +211,14 @@ static int finish(struct parse_state *st)
 			o->cow_size);
 		return -EINVAL;
 	}
+	if (!o->reserve_text && !(o->reserve_text = strdup(SNAPFS_RESERVE_DEFAULT)))
+		return -ENOMEM;
+	if (snapfs_reserve_parse(o->reserve_text, &o->reserve) < 0) {
+		fprintf(stderr, "snapfs: reflink_reserve=%s: expected a size such as 2G or "
+				"512M, or a share of the filesystem such as 5%%\n",
+			o->reserve_text);
+		return -EINVAL;
+	}
 	if (o->gid_text && parse_gid(o->gid_text, &o->gid) < 0)
 		return -EINVAL;
 	if (o->show_help || o->show_version)
@@ -271,6 +280,7 @@ void snapfs_opts_free(struct snapfs_opts *o)
 	free(o->source);
 	free(o->mountpoint);
 	free(o->cow_size);
+	free(o->reserve_text);
 	free(o->gid_text);
 	memset(o, 0, sizeof(*o));
 }
@@ -280,8 +290,9 @@ void snapfs_opts_usage(const char *prog)
 	printf("usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
 	       "       %s --cleanup [MOUNTPOINT]\n"
 	       "\n"
-	       "Serve the LVM-backed disks of KVM guests as read-only image files,\n"
-	       "each opened file reading from a point-in-time LVM snapshot.\n"
+	       "Serve the disks of KVM guests (LVM volumes, and files on XFS or btrfs)\n"
+	       "as read-only image files, each opened file reading from a point-in-time\n"
+	       "snapshot (an LVM snapshot, or a reflink clone of a file).\n"
 	       "\n"
 	       "SOURCE is a libvirt URI (default: libvirt's default URI) or lvm:VG[,VG...]\n"
 	       "\n"
@@ -293,6 +304,9 @@ void snapfs_opts_usage(const char *prog)
 	       "    -s                     single-threaded\n"
 	       "    -o cow_size=SIZE       COW area of each classic snapshot: lvcreate's\n"
 	       "                           --size (1G) or --extents (20%%ORIGIN, the default)\n"
+	       "    -o reflink_reserve=SIZE  free space left to the guests on a filesystem\n"
+	       "                           holding reflink clones: under it they are dropped\n"
+	       "                           (2G, 512M, or 5%% of the filesystem: the default)\n"
 	       "    -o linger=SECONDS      keep a snapshot set this long after its last\n"
 	       "                           file is closed (default 0)\n"
 	       "    -o gid=GROUP           group owning the tree (name or number)\n"

@@ -17,6 +17,8 @@ struct snapfs_opts {
 	char *source;          /* SOURCE, NULL for libvirt's default URI */
 	char *mountpoint;
 	char *cow_size;        /* -o cow_size=, "20%ORIGIN" */
+	char *reserve_text;    /* -o reflink_reserve=, SNAPFS_RESERVE_DEFAULT */
+	struct snapfs_reserve reserve;
 	unsigned linger;       /* -o linger=SECONDS */
 	double cache;          /* -o cache=SECONDS, guest discovery cache */
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */

@@ -153,7 +153,7 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 
 	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
 		stamp = rel;
-	snapfs_stat_open_file(n->kind == NODE_PART ? n->part.size : n->disk->lv.size, stamp, st);
+	snapfs_stat_open_file(n->kind == NODE_PART ? n->part.size : n->disk->size, stamp, st);
 }
 
 void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)

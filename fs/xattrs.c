@@ -14,7 +14,7 @@
 struct xattrs {
 	size_t n;
 	const char *name[XATTR_MAX];
-	char value[XATTR_MAX][300];
+	char value[XATTR_MAX][4200]; /* an origin file's path, up to PATH_MAX */
 };
 
 static void xattr_add(struct xattrs *x, const char *name, const char *fmt, ...)
@@ -44,7 +44,14 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 	if (n.kind == NODE_DISK || n.kind == NODE_PART) {
 		const struct snapfs_partition *p = n.kind == NODE_PART ? &n.part : NULL;
 
-		xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
+		if (n.disk->kind == SNAPFS_ORIGIN_FILE) {
+			xattr_add(x, "user.snapfs.origin", "%s", n.disk->path);
+			xattr_add(x, "user.snapfs.snapshot_kind", "reflink");
+		} else {
+			xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
+			xattr_add(x, "user.snapfs.snapshot_kind", "%s",
+				  n.disk->lv.thin ? "lvm-thin" : "lvm");
+		}
 		xattr_add(x, "user.snapfs.format", "%s", n.disk->format);
 		if (p) {
 			xattr_add(x, "user.snapfs.start", "%" PRIu64, p->start);

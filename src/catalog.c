@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "snapfs.h"
 
@@ -86,8 +87,10 @@ void snapfs_source_free(struct snapfs_source *src)
 void snapfs_guests_free(struct snapfs_guest *g, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		for (size_t d = 0; d < g[i].ndisks; d++)
+		for (size_t d = 0; d < g[i].ndisks; d++) {
 			snapfs_partitions_free(&g[i].disk[d].parts);
+			free(g[i].disk[d].path);
+		}
 		free(g[i].disk);
 		free(g[i].name);
 		free(g[i].key);
@@ -142,33 +145,64 @@ static bool file_taken(const struct snapfs_guest *g, const char *file)
 	return !strcmp(file, "domain.xml") || snapfs_guest_disk(g, file, &partno) != NULL;
 }
 
-int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
-			  const char *target, const char *format, unsigned sector_size)
+/* Named and appended to g: 0, or -ENOMEM (d is then g's no more than
+ * before: the caller frees what d holds). */
+static int add_disk(struct snapfs_guest *g, struct snapfs_disk *d, const char *target,
+		    const char *format, unsigned sector_size)
 {
-	struct snapfs_disk d;
 	struct snapfs_disk *nd;
 
-	memset(&d, 0, sizeof(d));
-	snprintf(d.target, sizeof(d.target), "%s", target);
-	snprintf(d.format, sizeof(d.format), "%s", format);
-	snprintf(d.ext, sizeof(d.ext), "%s", format);
-	d.sector_size = sector_size;
-	d.lv = *lv;
-	if (snapfs_name_image(target, 0, d.ext, d.file, sizeof(d.file)) < 0 ||
-	    file_taken(g, d.file)) {
+	snprintf(d->target, sizeof(d->target), "%s", target);
+	snprintf(d->format, sizeof(d->format), "%s", format);
+	snprintf(d->ext, sizeof(d->ext), "%s", format);
+	d->sector_size = sector_size;
+	if (snapfs_name_image(target, 0, d->ext, d->file, sizeof(d->file)) < 0 ||
+	    file_taken(g, d->file)) {
 		char shown[SNAPFS_NAME_MAX + 1];
 
 		snapfs_name_escape(g->name, shown);
 		snapfs_warn("guest %s: disk %s clashes with another file name; left out",
 			    shown, target);
+		free(d->path);
 		return 0;
 	}
 	nd = realloc(g->disk, (g->ndisks + 1) * sizeof(*nd));
-	if (!nd)
+	if (!nd) {
+		free(d->path);
 		return -ENOMEM;
+	}
 	g->disk = nd;
-	g->disk[g->ndisks++] = d;
+	g->disk[g->ndisks++] = *d;
 	return 0;
+}
+
+int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
+			  const char *target, const char *format, unsigned sector_size)
+{
+	struct snapfs_disk d;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = SNAPFS_ORIGIN_LV;
+	d.lv = *lv;
+	d.size = lv->size;
+	return add_disk(g, &d, target, format, sector_size);
+}
+
+int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
+			       const struct stat *st, const char *target, const char *format,
+			       unsigned sector_size)
+{
+	struct snapfs_disk d;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = SNAPFS_ORIGIN_FILE;
+	d.lv.major = d.lv.minor = -1;
+	d.dev = st->st_dev;
+	d.ino = st->st_ino;
+	d.size = (uint64_t)st->st_size;
+	if (!(d.path = strdup(path)))
+		return -ENOMEM;
+	return add_disk(g, &d, target, format, sector_size);
 }
 
 const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
@@ -201,17 +235,21 @@ static void read_live_partitions(struct snapfs_guest *g)
 	for (size_t i = 0; i < g->ndisks; i++) {
 		struct snapfs_disk *d = &g->disk[i];
 		char path[300];
+		const char *origin = path;
 		uint64_t size;
 		int fd;
 
-		if (strcmp(d->format, "raw") || d->lv.major < 0)
+		if (strcmp(d->format, "raw"))
 			continue;
-		if (snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
+		if (d->kind == SNAPFS_ORIGIN_FILE)
+			origin = d->path;
+		else if (d->lv.major < 0 ||
+			 snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
 			continue;
-		fd = snapfs_device_open(path, &size);
+		fd = snapfs_device_open(origin, &size);
 		if (fd < 0) {
 			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->dir,
-				     d->target, path, strerror(-fd));
+				     d->target, origin, strerror(-fd));
 			continue;
 		}
 		snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
@@ -238,6 +276,23 @@ static void read_live_partitions(struct snapfs_guest *g)
 	}
 }
 
+/* The LVs of the source.  A host with no LVM at all can still have guests
+ * on files: for a libvirt source, no lvm program is an empty list. */
+static int list_lvs(struct snapfs_lv_list *lvs)
+{
+	int rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
+							       : NULL,
+				 lvs);
+
+	if (rc == -ENOENT && source.type == SNAPFS_SRC_LIBVIRT) {
+		snapfs_debug(SNAPFS_DBG_LVM, "no lvm program: only file-backed disks are served");
+		lvs->lv = NULL;
+		lvs->n = 0;
+		return 0;
+	}
+	return rc;
+}
+
 static int discover(struct snapfs_catalog **out)
 {
 	struct snapfs_lv_list lvs = { 0 };
@@ -250,9 +305,7 @@ static int discover(struct snapfs_catalog **out)
 	c->refs = 1;
 	clock_gettime(CLOCK_MONOTONIC, &c->begun);
 	c->stamp = snapfs_stamp_next();
-	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
-							    : NULL,
-			     &lvs);
+	rc = list_lvs(&lvs);
 	if (rc < 0)
 		goto fail;
 	if (source.type == SNAPFS_SRC_LVM)
@@ -486,28 +539,37 @@ static int resolve_with(const struct snapfs_guest *seen, const struct snapfs_lv_
 }
 
 /* The LVs of seen's disks whose devices still carry their names: what lvs
- * said of them then still holds. */
-static int still_there(const struct snapfs_guest *seen, struct snapfs_lv_list *out)
+ * said of them then still holds.  *all: every LV disk of seen is there. */
+static int still_there(const struct snapfs_guest *seen, struct snapfs_lv_list *out,
+		       bool *all)
 {
 	out->n = 0;
 	out->lv = calloc(seen->ndisks ? seen->ndisks : 1, sizeof(*out->lv));
 	if (!out->lv)
 		return -ENOMEM;
-	for (size_t i = 0; i < seen->ndisks; i++)
+	*all = true;
+	for (size_t i = 0; i < seen->ndisks; i++) {
+		if (seen->disk[i].kind != SNAPFS_ORIGIN_LV)
+			continue;
 		if (snapfs_lvm_still_there(&seen->disk[i].lv))
 			out->lv[out->n++] = seen->disk[i].lv;
+		else
+			*all = false;
+	}
 	return 0;
 }
 
 /* The disks of seen as the domain XML (or the VG) has them now.  Their
  * LVs are taken from seen's listing when device-mapper shows the same
- * devices under the same names; any other source costs an lvs. */
+ * devices under the same names (a guest on files only needs none); any
+ * other source costs an lvs. */
 static int resolve(const struct snapfs_guest *seen, struct snapfs_guest **g)
 {
 	struct snapfs_lv_list lvs = { 0 };
-	int rc = still_there(seen, &lvs);
+	bool all;
+	int rc = still_there(seen, &lvs, &all);
 
-	if (rc == 0 && lvs.n)
+	if (rc == 0 && all && (lvs.n || source.type == SNAPFS_SRC_LIBVIRT))
 		rc = resolve_with(seen, &lvs, g, false);
 	else if (rc == 0)
 		rc = 1;
@@ -517,9 +579,7 @@ static int resolve(const struct snapfs_guest *seen, struct snapfs_guest **g)
 			     seen->dir);
 	if (rc <= 0)
 		return rc;
-	rc = snapfs_lvm_list(source.type == SNAPFS_SRC_LVM ? (const char *const *)source.vgs
-							    : NULL,
-			     &lvs);
+	rc = list_lvs(&lvs);
 	if (rc == 0)
 		rc = resolve_with(seen, &lvs, g, true);
 	snapfs_lvm_list_free(&lvs);

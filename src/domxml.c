@@ -1,4 +1,4 @@
-/* Disks of a libvirt domain XML that may be backed by LVM.
+/* Disks of a libvirt domain XML that snapfs may serve: LVs and files.
  *
  * The XML describes a guest that someone else defined, so it is treated as
  * hostile:
@@ -55,6 +55,7 @@ struct disk_view {
 	const char *target;
 	const char *format;
 	const char *dev;
+	const char *file;
 	const char *pool;
 	const char *volume;
 	const char *block_size;
@@ -226,6 +227,7 @@ static void read_view(const xmlNode *disk, struct disk_view *v)
 	v->target = child_attr(disk, "target", "dev");
 	v->format = child_attr(disk, "driver", "type");
 	v->dev = attr(source, "dev");
+	v->file = attr(source, "file");
 	v->pool = attr(source, "pool");
 	v->volume = attr(source, "volume");
 	v->block_size = child_attr(disk, "blockio", "logical_block_size");
@@ -238,8 +240,12 @@ static const char *skip_reason(const struct disk_view *v)
 {
 	if (v->device && strcmp(v->device, "disk"))
 		return "not a disk device";
-	if (!v->type)
-		return "no type, so a file disk";
+	/* libvirt's default type is file. */
+	if (!v->type || !strcmp(v->type, "file")) {
+		if (!v->file || !*v->file)
+			return "no <source file>";
+		return NULL;
+	}
 	if (!strcmp(v->type, "block")) {
 		if (!v->dev || !*v->dev)
 			return "no <source dev>";
@@ -250,7 +256,7 @@ static const char *skip_reason(const struct disk_view *v)
 			return "no <source pool volume>";
 		return NULL;
 	}
-	return "neither a block nor a volume disk";
+	return "neither a block, a file nor a volume disk";
 }
 
 static bool has_only(const char *s, const char *set)
@@ -329,18 +335,29 @@ static bool has_dotdot_segment(const char *path)
 	return false;
 }
 
-static const char *dev_invalid(const char *dev)
+/* Why a <source dev> or <source file> path is refused, or NULL; why[] has
+ * the reasons for that attribute: not absolute, too long, '..', control. */
+static const char *path_invalid(const char *path, const char *const why[4])
 {
-	if (dev[0] != '/')
-		return "source dev is not an absolute path";
-	if (strlen(dev) >= DEV_PATH_MAX)
-		return "source dev is 4096 bytes or longer";
-	if (has_dotdot_segment(dev))
-		return "source dev has a '..' component";
-	if (has_control(dev))
-		return "source dev has control characters";
+	if (path[0] != '/')
+		return why[0];
+	if (strlen(path) >= DEV_PATH_MAX)
+		return why[1];
+	if (has_dotdot_segment(path))
+		return why[2];
+	if (has_control(path))
+		return why[3];
 	return NULL;
 }
+
+static const char *const dev_why[4] = {
+	"source dev is not an absolute path", "source dev is 4096 bytes or longer",
+	"source dev has a '..' component", "source dev has control characters",
+};
+static const char *const file_why[4] = {
+	"source file is not an absolute path", "source file is 4096 bytes or longer",
+	"source file has a '..' component", "source file has control characters",
+};
 
 /* Also refuse "." and "..", which would climb if joined into a path. */
 static bool pool_name_ok(const char *s)
@@ -360,8 +377,10 @@ static const char *invalid_reason(const struct disk_view *v, unsigned *sector_si
 		return why;
 	if (parse_sector_size(v->block_size, sector_size) < 0)
 		return "blockio logical_block_size is not 512, 1024, 2048 or 4096";
+	if (!v->type || !strcmp(v->type, "file"))
+		return path_invalid(v->file, file_why);
 	if (!strcmp(v->type, "block"))
-		return dev_invalid(v->dev);
+		return path_invalid(v->dev, dev_why);
 	if (!pool_name_ok(v->pool) || !pool_name_ok(v->volume))
 		return "source pool or volume is empty, too long, or has '/', '.', '..' "
 		       "or control characters";
@@ -391,18 +410,22 @@ static void disk_free(struct snapfs_xml_disk *d)
 
 static int append_disk(struct walk *w, const struct disk_view *v, unsigned sector_size)
 {
-	bool by_dev = !strcmp(v->type, "block");
+	bool by_file = !v->type || !strcmp(v->type, "file");
+	bool by_dev = !by_file && !strcmp(v->type, "block");
+	bool by_pool = !by_file && !by_dev;
 	struct snapfs_xml_disk d = {
 		.target = strdup(v->target),
 		.format = strdup(v->format ? v->format : "raw"),
-		.kind = by_dev ? SNAPFS_SOURCE_DEV : SNAPFS_SOURCE_POOL,
-		.dev = by_dev ? strdup(v->dev) : NULL,
-		.pool = by_dev ? NULL : strdup(v->pool),
-		.volume = by_dev ? NULL : strdup(v->volume),
+		.kind = by_file  ? SNAPFS_SOURCE_FILE
+			: by_dev ? SNAPFS_SOURCE_DEV
+				 : SNAPFS_SOURCE_POOL,
+		.dev = by_file ? strdup(v->file) : by_dev ? strdup(v->dev) : NULL,
+		.pool = by_pool ? strdup(v->pool) : NULL,
+		.volume = by_pool ? strdup(v->volume) : NULL,
 		.sector_size = sector_size,
 	};
 
-	if (!d.target || !d.format || (by_dev ? !d.dev : !d.pool || !d.volume))
+	if (!d.target || !d.format || (by_pool ? !d.pool || !d.volume : !d.dev))
 		goto nomem;
 	if (w->disks.n == w->alloc) {
 		size_t alloc = w->alloc ? w->alloc * 2 : 4;
@@ -486,7 +509,7 @@ static int walk_domain(struct walk *w, const xmlNode *domain)
 }
 
 /* Called by guest discovery with the XML libvirt gave for guest.  Fills out
- * with the block and volume disks that pass every check, in document order;
+ * with the block, file and volume disks that pass every check, in document order;
  * n may be 0.  Returns 0, -E2BIG for XML over DOMXML_MAX_SIZE, -EINVAL for
  * XML that does not parse, has a DOCTYPE or is not a <domain>, -ENOMEM.  On
  * error out is empty. */

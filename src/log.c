@@ -82,3 +82,33 @@ void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	va_end(ap);
 	errno = saved;
 }
+
+/* What snapfs_log_first has seen: hashes of (key, detail), open-addressed.
+ * Full, it answers "first" again rather than fall silent. */
+#define SEEN_MAX 4096
+static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t seen[SEEN_MAX]; /* under seen_lock; 0 is an empty slot */
+static size_t nseen;            /* under seen_lock */
+
+bool snapfs_log_first(const char *key, const char *detail)
+{
+	size_t klen = strlen(key), dlen = strlen(detail);
+	uint64_t h = snapfs_name_hash(key, klen) ^ (snapfs_name_hash(detail, dlen) * 31);
+	bool first = true;
+
+	h = h ? h : 1;
+	pthread_mutex_lock(&seen_lock);
+	if (nseen < SEEN_MAX * 3 / 4) {
+		size_t i = (size_t)(h % SEEN_MAX);
+
+		while (seen[i] && seen[i] != h)
+			i = (i + 1) % SEEN_MAX;
+		first = seen[i] == 0;
+		if (first) {
+			seen[i] = h;
+			nseen++;
+		}
+	}
+	pthread_mutex_unlock(&seen_lock);
+	return first;
+}

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +43,9 @@ int snapfs_log_parse_areas(const char *s, unsigned *mask);
 bool snapfs_log_debug_enabled(unsigned area);
 void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* True the first time this process asks for (key, detail): for the lines
+ * said once per guest and disk, not at every listing. */
+bool snapfs_log_first(const char *key, const char *detail);
 #define snapfs_error(...) snapfs_log(SNAPFS_LOG_ERROR, __VA_ARGS__)
 #define snapfs_warn(...) snapfs_log(SNAPFS_LOG_WARN, __VA_ARGS__)
 #define snapfs_info(...) snapfs_log(SNAPFS_LOG_INFO, __VA_ARGS__)
@@ -70,13 +74,14 @@ int snapfs_name_image(const char *target, unsigned partno, const char *ext, char
 
 /* ---- domxml.c ---------------------------------------------------------- */
 
-enum snapfs_source_kind { SNAPFS_SOURCE_DEV, SNAPFS_SOURCE_POOL };
+enum snapfs_source_kind { SNAPFS_SOURCE_DEV, SNAPFS_SOURCE_POOL, SNAPFS_SOURCE_FILE };
 
 struct snapfs_xml_disk {
 	char *target;   /* <target dev=...>, checked to be a plain name */
 	char *format;   /* <driver type=...>, "raw" when absent */
 	enum snapfs_source_kind kind;
-	char *dev;      /* SNAPFS_SOURCE_DEV: <source dev=...> */
+	char *dev;      /* SNAPFS_SOURCE_DEV: <source dev=...>; SNAPFS_SOURCE_FILE:
+			 * <source file=...> */
 	char *pool;     /* SNAPFS_SOURCE_POOL: <source pool=... volume=...> */
 	char *volume;
 	unsigned sector_size; /* <blockio logical_block_size>, 512 when absent */
@@ -87,8 +92,9 @@ struct snapfs_xml_disks {
 	size_t n;
 };
 
-/* Extract every disk of a domain XML that may be LVM backed: device='disk'
- * with type='block' and a source dev, or type='volume' with pool and volume.
+/* Extract every disk of a domain XML that snapfs may serve: device='disk'
+ * with type='block' and a source dev, type='file' (libvirt's default) with a
+ * source file, or type='volume' with pool and volume.
  * Others are skipped with a debug line naming guest and target.  Returns 0,
  * or -EINVAL for XML that does not parse. */
 int snapfs_domxml_disks(const char *guest, const char *xml, struct snapfs_xml_disks *out);
@@ -209,10 +215,10 @@ int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_p
 int snapfs_device_open(const char *path, uint64_t *size);
 /* Buffers for snapfs_device_pread are aligned to this to use O_DIRECT. */
 #define SNAPFS_DIRECT_ALIGN 4096
-/* A second, O_DIRECT descriptor of the block device open as fd, so that its
- * bytes are not cached twice (in the device's page cache and in FUSE's);
- * *align gets its logical block size.  The fd, or -errno (not a block
- * device, no O_DIRECT). */
+/* A second, O_DIRECT descriptor of the block device or regular file open
+ * as fd, so that its bytes are not cached twice (in the device's page cache
+ * and in FUSE's); *align gets the alignment O_DIRECT wants.  The fd, or
+ * -errno (no O_DIRECT there). */
 int snapfs_device_open_direct(int fd, unsigned *align);
 struct snapfs_snapdisk;
 /* pread of a snapshot: through its O_DIRECT descriptor when buf, len and
@@ -232,6 +238,48 @@ struct snapfs_cow {
 int snapfs_dm_init(void);
 /* Status of the device-mapper device dm_name ("vg-lv_snap"): 0 or -errno. */
 int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out);
+
+/* ---- reflink.c: file-backed disks, cloned -------------------------------- */
+
+/* What snapfs keeps of a filesystem that holds a clone. */
+struct snapfs_fsinfo {
+	char type[16];        /* "xfs", "btrfs", "ext4", ... or "0x..." */
+	char mount[256];      /* its mount point, or the origin's directory */
+};
+
+/* Can the file at path be cloned where it is (FICLONE into an unnamed file
+ * in its directory)?  0, or -errno: -EOPNOTSUPP for a filesystem that
+ * cannot clone (ext4, tmpfs, XFS without reflink), -EACCES, -EROFS, ...
+ * fs gets the filesystem's type in any case.  Positive answers are kept
+ * per directory for the life of the process. */
+int snapfs_reflink_probe(const char *path, struct snapfs_fsinfo *fs);
+/* Clone the regular file at path, whose identity (st_dev, st_ino) must be
+ * dev and ino, into an unnamed file of its directory: it has no name, so
+ * it is gone with the last descriptor, after a crash too.  *clone_fd gets
+ * a read-write descriptor kept only to give the clone's blocks back
+ * (snapfs_reflink_drop), *fd a read-only one for reads, *size its size.
+ * 0 or -errno (-ESTALE: path is another file by now). */
+int snapfs_reflink_clone(const char *path, dev_t dev, ino_t ino, int *clone_fd, int *fd,
+			 uint64_t *size);
+/* Give a clone's blocks back at once (its readers then get EIO). */
+int snapfs_reflink_drop(int clone_fd);
+/* Free and total bytes of the filesystem of fd (for an unprivileged user:
+ * f_bavail). */
+int snapfs_reflink_space(int fd, uint64_t *free_bytes, uint64_t *total_bytes);
+/* The filesystem of fd, a file at origin or its directory: type and mount
+ * point (origin's directory when mountinfo does not name it). */
+void snapfs_reflink_fsinfo(int fd, const char *origin, struct snapfs_fsinfo *fs);
+
+/* -o reflink_reserve=: free space snapfs leaves to the guests. */
+struct snapfs_reserve {
+	uint64_t bytes;       /* a size, or */
+	unsigned percent;     /* a share of the filesystem's size, when bytes is 0 */
+};
+#define SNAPFS_RESERVE_DEFAULT "5%"
+/* "5%", "2G", "512M", "1048576": 0 or -EINVAL. */
+int snapfs_reserve_parse(const char *text, struct snapfs_reserve *out);
+/* The reserve in bytes on a filesystem of total bytes. */
+uint64_t snapfs_reserve_bytes(const struct snapfs_reserve *r, uint64_t total);
 
 /* ---- stamp.c ----------------------------------------------------------- */
 
@@ -255,13 +303,22 @@ struct snapfs_source {
 int snapfs_source_parse(const char *text, struct snapfs_source *src);
 void snapfs_source_free(struct snapfs_source *src);
 
+/* Where a disk's bytes live: an LV, snapshotted by LVM, or a regular file
+ * on XFS or btrfs, cloned (reflink). */
+enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE };
+
 struct snapfs_disk {
 	char file[SNAPFS_NAME_MAX + 1];   /* "vda.raw" */
 	char target[33];                  /* "vda" */
 	char format[17];                  /* "raw", "qcow2" */
 	char ext[17];                     /* file extension: format, "raw" */
 	unsigned sector_size;
-	struct snapfs_lv lv;              /* the origin */
+	enum snapfs_origin_kind kind;
+	struct snapfs_lv lv;              /* SNAPFS_ORIGIN_LV: the origin */
+	char *path;                       /* SNAPFS_ORIGIN_FILE: the origin file */
+	uint64_t size;                    /* the origin's size when listed */
+	dev_t dev;                        /* its st_dev and st_ino when listed */
+	ino_t ino;
 	struct snapfs_partitions parts;   /* from the live origin (raw only) */
 };
 
@@ -313,6 +370,10 @@ const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const 
  * libvirt source; exposed for tests). */
 int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
 			  const char *target, const char *format, unsigned sector_size);
+/* The same for a regular file (path, and what stat said of it). */
+int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
+			       const struct stat *st, const char *target, const char *format,
+			       unsigned sector_size);
 void snapfs_guests_free(struct snapfs_guest *g, size_t n);
 /* Give each guest a distinct directory name; sorts by it. */
 void snapfs_guests_name(struct snapfs_guest *g, size_t n);
@@ -321,7 +382,8 @@ void snapfs_guests_name(struct snapfs_guest *g, size_t n);
 
 /* One guest of a libvirt host, by UUID or else by name: 0, -ENOENT when
  * it is not defined, -EIO when libvirt cannot be reached.  *unresolved:
- * how many of its disks have a source that is no LV of lvs. */
+ * how many of its disks have a source that is neither an LV of lvs nor a
+ * regular file. */
 int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *name,
 				const struct snapfs_lv_list *lvs, struct snapfs_guest *out,
 				size_t *unresolved);
@@ -356,15 +418,25 @@ struct snapfs_snapset_config {
 	enum snapfs_freeze_mode freeze;
 	unsigned freeze_timeout; /* seconds for the guest agent to answer */
 	const char *uri;        /* libvirt URI for freezing, NULL: default */
+	struct snapfs_reserve reserve; /* -o reflink_reserve= */
+	const char *reserve_text; /* as given, for log lines */
 };
 
 struct snapfs_snapdisk {
 	const char *guest;            /* the guest's name, for log lines */
 	char file[SNAPFS_NAME_MAX + 1];
+	enum snapfs_origin_kind kind;
+	/* SNAPFS_ORIGIN_LV */
 	char vg[128], origin[128], snap[128];
 	char path[300];               /* /dev/mapper/... of the snapshot */
 	const char *dm_name;          /* path without /dev/mapper/ */
 	unsigned cow_warned;          /* 0, 80 or 95: COW use warned about */
+	/* SNAPFS_ORIGIN_FILE */
+	char *origin_path;            /* the origin file */
+	int clone_fd;                 /* read-write, only to drop the clone; or -1 */
+	struct snapfs_fsinfo fs;      /* where the clone lives */
+	dev_t fs_dev;                 /* its st_dev */
+	bool dropped;                 /* its blocks given back: reads fail (atomic) */
 	int fd;
 	int dfd;                      /* O_DIRECT on the same device, or -1 */
 	unsigned dio_align;           /* its logical block size */
@@ -393,7 +465,7 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 struct snapfs_held {
 	struct timespec stamp;
 	uint64_t size;                /* of the disk or partition */
-	char snap[260];               /* VG/LV of the snapshot */
+	char snap[300];               /* VG/LV of the snapshot, or where a clone is */
 	bool frozen;                  /* taken with the guest's filesystems frozen */
 };
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,

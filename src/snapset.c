@@ -1,6 +1,7 @@
 /* Snapshot sets: the first open of any file of a guest snapshots all of its
- * disks; every file of the guest opened while the set is held reads from
- * it; the last release removes it (after the linger time).
+ * disks (LVM snapshots of its LVs, reflink clones of its files); every file
+ * of the guest opened while the set is held reads from it; the last release
+ * removes it (after the linger time).
  *
  * Locking: sets_lock protects the list of sets, each set's refs, state and
  * idle time, and the pending-removal list.  It is never held across an
@@ -11,9 +12,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "snapfs.h"
 
@@ -47,6 +51,8 @@ static struct pending *pending;       /* under sets_lock */
 static bool stopping;                 /* under sets_lock */
 static pthread_t reaper;
 static bool reaper_started;
+static pthread_t space_watch;
+static bool space_watch_started;
 static struct snapfs_snapset_config config; /* read-only after init */
 static unsigned name_seq;             /* under sets_lock */
 static struct timespec last_release;  /* under sets_lock */
@@ -62,8 +68,10 @@ static double elapsed(const struct timespec *since)
 
 static void free_set(struct snapfs_snapset *s)
 {
-	for (size_t i = 0; i < s->n; i++)
+	for (size_t i = 0; i < s->n; i++) {
 		snapfs_partitions_free(&s->disk[i].parts);
+		free(s->disk[i].origin_path);
+	}
 	free(s->disk);
 	free(s->name);
 	free(s);
@@ -101,7 +109,12 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 			close(d->dfd);
 			d->dfd = -1;
 		}
-		if (!d->snap[0])
+		/* A clone has no name: its last descriptor takes it away. */
+		if (d->clone_fd >= 0) {
+			close(d->clone_fd);
+			d->clone_fd = -1;
+		}
+		if (d->kind != SNAPFS_ORIGIN_LV || !d->snap[0])
 			continue;
 		if (snapfs_lvm_snapshot_remove(d->vg, d->snap, config.owner) < 0) {
 			snapfs_error("guest %s disk %s: snapshot %s/%s could not be removed; "
@@ -112,16 +125,22 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 	}
 }
 
-/* "vda.raw=vg/snap, vdb.raw=vg/snap" for log lines. */
+/* "vda.raw=vg/snap, vdb.raw=reflink:/path" for log lines. */
 static void describe_disks(const struct snapfs_snapset *s, char *out, size_t outlen)
 {
 	size_t o = 0;
 
 	out[0] = '\0';
-	for (size_t i = 0; i < s->n && o < outlen; i++)
-		o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s/%s", i ? ", " : "",
-				      s->disk[i].file, s->disk[i].vg,
-				      s->disk[i].snap[0] ? s->disk[i].snap : "(none)");
+	for (size_t i = 0; i < s->n && o < outlen; i++) {
+		const struct snapfs_snapdisk *d = &s->disk[i];
+
+		if (d->kind == SNAPFS_ORIGIN_FILE)
+			o += (size_t)snprintf(out + o, outlen - o, "%s%s=reflink:%s", i ? ", " : "",
+					      d->file, d->origin_path);
+		else
+			o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s/%s", i ? ", " : "",
+					      d->file, d->vg, d->snap[0] ? d->snap : "(none)");
+	}
 }
 
 static void destroy_set(struct snapfs_snapset *s)
@@ -132,7 +151,7 @@ static void destroy_set(struct snapfs_snapset *s)
 	last_release = now;
 	pthread_mutex_unlock(&sets_lock);
 
-	char list[512];
+	char list[1024];
 
 	describe_disks(s, list, sizeof(list));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -211,8 +230,105 @@ static void thaw_guest(const struct snapfs_guest *g, struct snapfs_freeze *fz,
 	snapfs_freeze_close(fz);
 }
 
-/* Snapshot every disk (the guest frozen only for the lvcreate calls), then
- * open the snapshots.  All or nothing. */
+static uint64_t mib(uint64_t bytes)
+{
+	return bytes >> 20;
+}
+
+/* Before a guest is frozen: is there room for a clone of the file disk
+ * d at all?  0, or -ENOSPC (logged) when free space is already under the
+ * reserve, or -errno. */
+static int check_room(const struct snapfs_guest *g, const struct snapfs_disk *d)
+{
+	CLEANUP_CLOSE int fd = open(d->path, O_PATH | O_CLOEXEC);
+	struct snapfs_fsinfo fs;
+	uint64_t free_bytes, total, reserve;
+	int rc;
+
+	if (!space_watch_started) {
+		snapfs_error("guest %s disk %s: not cloned: nothing watches the space clones "
+			     "take", g->dir, d->target);
+		return -EAGAIN;
+	}
+	if (fd < 0) {
+		rc = -errno;
+		snapfs_error("guest %s disk %s: cannot open %s: %s", g->dir, d->target, d->path,
+			     strerror(-rc));
+		return rc;
+	}
+	rc = snapfs_reflink_space(fd, &free_bytes, &total);
+	if (rc < 0)
+		return rc;
+	reserve = snapfs_reserve_bytes(&config.reserve, total);
+	if (free_bytes >= reserve)
+		return 0;
+	snapfs_reflink_fsinfo(fd, d->path, &fs);
+	snapfs_error("guest %s disk %s: not cloned: only %" PRIu64 " MiB free on %s, under the "
+		     "reserve of %" PRIu64 " MiB (-o reflink_reserve=%s)",
+		     g->dir, d->target, mib(free_bytes), fs.mount, mib(reserve),
+		     config.reserve_text);
+	return -ENOSPC;
+}
+
+/* Take the snapshot of disk i, with the guest frozen: lvcreate, or a
+ * reflink clone (opened here: it has no name to open later). */
+static int snapshot_disk(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+{
+	CLEANUP_FREE char *why = NULL;
+	int rc;
+
+	if (d->kind == SNAPFS_ORIGIN_FILE) {
+		rc = snapfs_reflink_clone(d->origin_path, g->disk[i].dev, g->disk[i].ino,
+					  &d->clone_fd, &d->fd, &d->size);
+		if (rc < 0)
+			snapfs_error("guest %s disk %s: reflink clone of %s failed: %s", g->dir,
+				     g->disk[i].target, d->origin_path,
+				     rc == -ESTALE ? "another file has its name since it was listed"
+						   : strerror(-rc));
+		return rc;
+	}
+	/* d->path holds the name until the device is opened. */
+	rc = snapfs_lvm_snapshot_create(&g->disk[i].lv, d->path, config.cow_size, config.owner,
+					&why);
+	if (rc < 0) {
+		snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir,
+			     g->disk[i].target, d->vg, d->origin, why ? why : strerror(-rc));
+		return rc;
+	}
+	snprintf(d->snap, sizeof(d->snap), "%.127s", d->path);
+	return 0;
+}
+
+/* After the thaw: open an LV's snapshot (a clone is open already). */
+static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (d->kind == SNAPFS_ORIGIN_FILE) {
+		snapfs_reflink_fsinfo(d->fd, d->origin_path, &d->fs);
+		d->fs_dev = fstat(d->fd, &st) == 0 ? st.st_dev : 0;
+		return 0;
+	}
+	rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
+	if (rc < 0) {
+		snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir,
+			     g->disk[i].target, d->vg, d->snap);
+		return rc;
+	}
+	d->dm_name = d->path + strlen("/dev/mapper/");
+	fd = snapfs_device_open(d->path, &d->size);
+	if (fd < 0) {
+		snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir,
+			     g->disk[i].target, d->path, strerror(-fd));
+		return fd;
+	}
+	d->fd = fd;
+	return 0;
+}
+
+/* Snapshot every disk (the guest frozen only for the lvcreate calls and
+ * the clones), then open the snapshots.  All or nothing. */
 static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
 	struct snapfs_freeze *fz = NULL;
@@ -225,12 +341,23 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		return -ENOMEM;
 	s->n = g->ndisks;
 	for (size_t i = 0; i < s->n; i++) {
-		s->disk[i].fd = s->disk[i].dfd = -1;
-		s->disk[i].guest = s->name;
-		snprintf(s->disk[i].file, sizeof(s->disk[i].file), "%s", g->disk[i].file);
-		snprintf(s->disk[i].vg, sizeof(s->disk[i].vg), "%s", g->disk[i].lv.vg);
-		snprintf(s->disk[i].origin, sizeof(s->disk[i].origin), "%s", g->disk[i].lv.lv);
-		make_snap_name(s->disk[i].origin, s->disk[i].path, sizeof(s->disk[i].path));
+		struct snapfs_snapdisk *d = &s->disk[i];
+
+		d->fd = d->dfd = d->clone_fd = -1;
+		d->guest = s->name;
+		d->kind = g->disk[i].kind;
+		snprintf(d->file, sizeof(d->file), "%s", g->disk[i].file);
+		if (d->kind == SNAPFS_ORIGIN_FILE) {
+			if (!(d->origin_path = strdup(g->disk[i].path)))
+				return -ENOMEM;
+			rc = check_room(g, &g->disk[i]);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		snprintf(d->vg, sizeof(d->vg), "%s", g->disk[i].lv.vg);
+		snprintf(d->origin, sizeof(d->origin), "%s", g->disk[i].lv.lv);
+		make_snap_name(d->origin, d->path, sizeof(d->path));
 	}
 	clock_gettime(CLOCK_MONOTONIC, &frozen_at);
 	rc = freeze_guest(s, g, &fz);
@@ -241,19 +368,9 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 	}
 	s->stamp = snapfs_stamp_next();
 	for (made = 0; made < s->n; made++) {
-		struct snapfs_snapdisk *d = &s->disk[made];
-		CLEANUP_FREE char *why = NULL;
-
-		/* d->path holds the name until the device is opened. */
-		rc = snapfs_lvm_snapshot_create(&g->disk[made].lv, d->path, config.cow_size,
-						config.owner, &why);
-		if (rc < 0) {
-			snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir,
-				     g->disk[made].target, d->vg, d->origin,
-				     why ? why : strerror(-rc));
+		rc = snapshot_disk(g, &s->disk[made], made);
+		if (rc < 0)
 			break;
-		}
-		snprintf(d->snap, sizeof(d->snap), "%.127s", d->path);
 	}
 	thaw_guest(g, fz, &frozen_at);
 	if (rc < 0)
@@ -262,21 +379,10 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		struct snapfs_snapdisk *d = &s->disk[i];
 		int fd;
 
-		rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
-		if (rc < 0) {
-			snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir,
-				     g->disk[i].target, d->vg, d->snap);
+		rc = open_snapshot(g, d, i);
+		if (rc < 0)
 			goto undo;
-		}
-		d->dm_name = d->path + strlen("/dev/mapper/");
-		fd = snapfs_device_open(d->path, &d->size);
-		if (fd < 0) {
-			rc = fd;
-			snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir,
-				     g->disk[i].target, d->path, strerror(-rc));
-			goto undo;
-		}
-		d->fd = fd;
+		fd = d->fd;
 		d->dfd = snapfs_device_open_direct(fd, &d->dio_align);
 		if (d->dfd < 0)
 			snapfs_debug(SNAPFS_DBG_SNAP,
@@ -317,17 +423,29 @@ static void unlink_set(struct snapfs_snapset *s)
 	}
 }
 
+static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_disk *o)
+{
+	if (d->kind != o->kind || strcmp(d->file, o->file))
+		return false;
+	if (d->kind == SNAPFS_ORIGIN_FILE)
+		return !strcmp(d->origin_path, o->path);
+	return !strcmp(d->vg, o->lv.vg) && !strcmp(d->origin, o->lv.lv);
+}
+
 /* Does set s hold the disks guest g has now (same files, same origins)? */
 static bool set_matches(const struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
 	if (s->n != g->ndisks)
 		return false;
 	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->disk[i].file, g->disk[i].file) ||
-		    strcmp(s->disk[i].vg, g->disk[i].lv.vg) ||
-		    strcmp(s->disk[i].origin, g->disk[i].lv.lv))
+		if (!same_origin(&s->disk[i], &g->disk[i]))
 			return false;
 	return true;
+}
+
+static bool dropped(const struct snapfs_snapdisk *d)
+{
+	return __atomic_load_n(&d->dropped, __ATOMIC_SEQ_CST);
 }
 
 static bool set_invalid(const struct snapfs_snapset *s)
@@ -336,9 +454,14 @@ static bool set_invalid(const struct snapfs_snapset *s)
 
 	if (s->invalid_logged)
 		return true;
-	for (size_t i = 0; i < s->n; i++)
-		if (snapfs_dm_status(s->disk[i].dm_name, &cow) == 0 && !cow.valid)
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->disk[i].kind == SNAPFS_ORIGIN_FILE) {
+			if (dropped(&s->disk[i]))
+				return true;
+		} else if (snapfs_dm_status(s->disk[i].dm_name, &cow) == 0 && !cow.valid) {
 			return true;
+		}
+	}
 	return false;
 }
 
@@ -419,7 +542,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 	pthread_cond_broadcast(&sets_cond);
 	pthread_mutex_unlock(&sets_lock);
 
-	char list[512];
+	char list[1024];
 
 	describe_disks(s, list, sizeof(list));
 	snapfs_info("guest %s: snapshot set created in %.2fs: %s", s->name, elapsed(&t0), list);
@@ -463,9 +586,13 @@ struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
 {
 	struct snapfs_cow cow;
-	int rc = snapfs_dm_status(d->dm_name, &cow);
+	int rc;
 	bool first;
 
+	/* A dropped clone: the drop was logged, with the reason. */
+	if (d->kind == SNAPFS_ORIGIN_FILE)
+		return dropped(d) ? -EIO : 0;
+	rc = snapfs_dm_status(d->dm_name, &cow);
 	if (rc == 0 && cow.valid)
 		return 0;
 	pthread_mutex_lock(&sets_lock);
@@ -504,7 +631,11 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 		out->stamp = s->stamp;
 		out->frozen = s->frozen;
 		out->size = d->size;
-		snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
+		if (d->kind == SNAPFS_ORIGIN_FILE)
+			snprintf(out->snap, sizeof(out->snap), "unnamed reflink clone on %s%s",
+				 d->fs.mount, dropped(d) ? " (dropped)" : "");
+		else
+			snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
 		rc = 0;
 		if (partno) {
 			rc = -ENOENT;
@@ -561,7 +692,7 @@ static int cow_percent(const struct snapfs_snapdisk *d, bool *valid)
 	struct snapfs_cow cow;
 
 	*valid = true;
-	if (snapfs_dm_status(d->dm_name, &cow) < 0)
+	if (d->kind != SNAPFS_ORIGIN_LV || snapfs_dm_status(d->dm_name, &cow) < 0)
 		return -1;
 	*valid = cow.valid;
 	if (!cow.valid)
@@ -598,6 +729,19 @@ static void watch_cow(void)
 	}
 }
 
+/* The status view's line of a clone: where it lives, and the room left. */
+static void report_clone(FILE *f, const struct snapfs_snapdisk *d)
+{
+	uint64_t free_bytes = 0, total = 0;
+
+	snapfs_reflink_space(d->fd, &free_bytes, &total);
+	fprintf(f, "  disk: %s origin=%s snapshot=reflink fs=%s (%s) free=%" PRIu64 "MiB "
+		   "reserve=%" PRIu64 "MiB clone=%s\n",
+		d->file, d->origin_path, d->fs.mount, d->fs.type, mib(free_bytes),
+		mib(snapfs_reserve_bytes(&config.reserve, total)),
+		dropped(d) ? "dropped" : "held");
+}
+
 char *snapfs_snapset_report(void)
 {
 	char *text = NULL;
@@ -620,8 +764,13 @@ char *snapfs_snapset_report(void)
 		for (size_t i = 0; i < s->n; i++) {
 			const struct snapfs_snapdisk *d = &s->disk[i];
 			bool valid;
-			int pct = cow_percent(d, &valid);
+			int pct;
 
+			if (d->kind == SNAPFS_ORIGIN_FILE) {
+				report_clone(f, d);
+				continue;
+			}
+			pct = cow_percent(d, &valid);
 			fprintf(f, "  disk: %s origin=%s/%s snapshot=%s/%s", d->file, d->vg,
 				d->origin, d->vg, d->snap);
 			if (!valid)
@@ -698,6 +847,124 @@ wait:
 	return NULL;
 }
 
+/* ---- the space of the filesystems that hold clones ----------------------
+ *
+ * A clone pins every block the guest overwrites after it was made.  The
+ * guest's writes must never fail for it: when a filesystem's free space
+ * falls under the reserve, every clone on it is dropped (its blocks given
+ * back at once) and its readers get EIO from then on, as those of an
+ * overflowed LVM snapshot do.  Checked ten times a second while clones are
+ * held: a statvfs is cheap, and a guest writes fast. */
+#define SPACE_WATCH_MS 100
+
+/* A filesystem under its reserve: the st_dev of one of its clones, or 0.
+ * Under sets_lock. */
+static dev_t short_filesystem(uint64_t *free_out, uint64_t *reserve_out)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		if (s->state != SET_READY)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			const struct snapfs_snapdisk *d = &s->disk[i];
+			uint64_t free_bytes, total;
+
+			if (d->kind != SNAPFS_ORIGIN_FILE || dropped(d) ||
+			    snapfs_reflink_space(d->fd, &free_bytes, &total) < 0)
+				continue;
+			*reserve_out = snapfs_reserve_bytes(&config.reserve, total);
+			if (free_bytes < *reserve_out) {
+				*free_out = free_bytes;
+				return d->fs_dev ? d->fs_dev : (dev_t)-1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* A clone on the filesystem dev not dropped yet, marked dropped; its set
+ * gets a reference, so that it outlives the ftruncate.  Under sets_lock. */
+static struct snapfs_snapdisk *next_on(dev_t dev, struct snapfs_snapset **set)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		if (s->state != SET_READY)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			struct snapfs_snapdisk *d = &s->disk[i];
+
+			if (d->kind != SNAPFS_ORIGIN_FILE || dropped(d) ||
+			    (d->fs_dev ? d->fs_dev : (dev_t)-1) != dev)
+				continue;
+			/* Readers check the mark after each read: a read that
+			 * ends after the blocks went fails. */
+			__atomic_store_n(&d->dropped, true, __ATOMIC_SEQ_CST);
+			s->refs++;
+			*set = s;
+			return d;
+		}
+	}
+	return NULL;
+}
+
+static void drop_clones(dev_t dev, uint64_t free_bytes, uint64_t reserve)
+{
+	struct snapfs_snapset *s;
+	struct snapfs_snapdisk *d;
+
+	pthread_mutex_lock(&sets_lock);
+	while ((d = next_on(dev, &s))) {
+		pthread_mutex_unlock(&sets_lock);
+		int rc = snapfs_reflink_drop(d->clone_fd);
+
+		snapfs_error("guest %s disk %s: reflink clone of %s dropped: %" PRIu64 " MiB free "
+			     "on %s, under the reserve of %" PRIu64 " MiB (-o reflink_reserve=%s); "
+			     "reads of this snapshot set fail with EIO until it is released%s%s",
+			     s->name, d->file, d->origin_path, mib(free_bytes), d->fs.mount,
+			     mib(reserve), config.reserve_text,
+			     rc < 0 ? "; giving its blocks back failed: " : "",
+			     rc < 0 ? strerror(-rc) : "");
+		snapfs_snapset_release(s);
+		pthread_mutex_lock(&sets_lock);
+	}
+	pthread_mutex_unlock(&sets_lock);
+}
+
+static bool any_clone(void)
+{
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		for (size_t i = 0; i < s->n; i++)
+			if (s->disk[i].kind == SNAPFS_ORIGIN_FILE && !dropped(&s->disk[i]))
+				return true;
+	return false;
+}
+
+static void *space_watch_main(void *arg)
+{
+	pthread_mutex_lock(&sets_lock);
+	while (!stopping) {
+		uint64_t free_bytes = 0, reserve = 0;
+		dev_t dev = short_filesystem(&free_bytes, &reserve);
+		struct timespec until;
+
+		if (dev) {
+			pthread_mutex_unlock(&sets_lock);
+			drop_clones(dev, free_bytes, reserve);
+			pthread_mutex_lock(&sets_lock);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		if (any_clone()) {
+			until.tv_nsec += SPACE_WATCH_MS * 1000000L;
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+		} else {
+			until.tv_sec += 1; /* a new set broadcasts sets_cond */
+		}
+		pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
+	}
+	pthread_mutex_unlock(&sets_lock);
+	return NULL;
+}
+
 void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -710,9 +977,13 @@ void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	reaper_started = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
+	space_watch_started = pthread_create(&space_watch, NULL, space_watch_main, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!reaper_started)
 		snapfs_warn("no reaper thread: linger and removal retries are off");
+	if (!space_watch_started)
+		snapfs_warn("no thread to watch the space of reflink clones: -o "
+			    "reflink_reserve= is not enforced");
 }
 
 static bool any_creating(void)
@@ -735,6 +1006,9 @@ void snapfs_snapset_shutdown(void)
 	if (reaper_started)
 		pthread_join(reaper, NULL);
 	reaper_started = false;
+	if (space_watch_started)
+		pthread_join(space_watch, NULL);
+	space_watch_started = false;
 
 	pthread_mutex_lock(&sets_lock);
 	while (any_creating())

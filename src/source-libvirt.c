@@ -1,5 +1,5 @@
 /* Guests from libvirt: every domain, running or not, with its disks that
- * are LVM logical volumes. */
+ * are LVM logical volumes or files on a filesystem that can clone them. */
 #include "config.h"
 
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "snapfs.h"
 
@@ -52,8 +53,46 @@ static char *volume_path(virConnectPtr conn, const char *guest, const char *pool
 	return path;
 }
 
-/* *unresolved (when not NULL) counts the disks whose source is not an LV
- * of lvs. */
+/* A disk whose source is a file: served when its filesystem can clone it
+ * (XFS with reflink, btrfs), else left out with one info line per guest
+ * and disk, so that an admin knows why.  0 or -ENOMEM. */
+static int add_file_disk(struct snapfs_guest *g, const char *shown,
+			 const struct snapfs_xml_disk *d, const char *path, const struct stat *st)
+{
+	struct snapfs_fsinfo fs;
+	char key[SNAPFS_NAME_MAX + 64];
+	int rc;
+
+	if (!S_ISREG(st->st_mode)) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not a regular file",
+			     shown, d->target, path);
+		return 0;
+	}
+	rc = snapfs_reflink_probe(path, &fs);
+	if (rc < 0) {
+		snprintf(key, sizeof(key), "unserved %s %s %d", g->key, d->target, rc);
+		if (snapfs_log_first(key, path))
+			snapfs_info("guest %s disk %s: %s not served: its filesystem (%s) cannot "
+				    "make reflink clones (%s)",
+				    shown, d->target, path, fs.type, strerror(-rc));
+		return 0;
+	}
+	return snapfs_guest_add_file_disk(g, path, st, d->target, d->format, d->sector_size);
+}
+
+static void file_missing(const struct snapfs_guest *g, const char *shown, const char *target,
+			 const char *path, int err)
+{
+	char key[SNAPFS_NAME_MAX + 64];
+
+	snprintf(key, sizeof(key), "missing %s %s %d", g->key, target, err);
+	if (snapfs_log_first(key, path))
+		snapfs_info("guest %s disk %s: %s not served: %s", shown, target, path,
+			    strerror(err));
+}
+
+/* *unresolved (when not NULL) counts the disks whose source is neither an
+ * LV of lvs nor a file. */
 static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml,
 		     const struct snapfs_lv_list *lvs, size_t *unresolved)
 {
@@ -70,6 +109,7 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		const struct snapfs_xml_disk *d = &disks.disk[i];
 		CLEANUP_FREE char *path = NULL;
 		const struct snapfs_lv *lv;
+		struct stat st;
 
 		if (d->kind == SNAPFS_SOURCE_POOL)
 			path = volume_path(conn, shown, d->pool, d->volume);
@@ -77,6 +117,18 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 			path = strdup(d->dev);
 		if (!path)
 			continue;
+		/* A file, or a volume of a dir or fs pool, which is one; a block
+		 * device named so may still be an LV. */
+		if (d->kind != SNAPFS_SOURCE_DEV) {
+			if (stat(path, &st) < 0) {
+				file_missing(g, shown, d->target, path, errno);
+				continue;
+			}
+			if (!S_ISBLK(st.st_mode)) {
+				rc = add_file_disk(g, shown, d, path, &st);
+				continue;
+			}
+		}
 		lv = snapfs_lvm_resolve_path(lvs, path);
 		if (!lv && unresolved)
 			(*unresolved)++;

@@ -292,9 +292,21 @@ static const char realistic_xml[] =
 	"  <qemu:commandline><qemu:arg value='-s'/></qemu:commandline>\n"
 	"</domain>\n";
 
+static void assert_file_disk(const struct snapfs_xml_disk *d, const char *target,
+			     const char *format, const char *file)
+{
+	assert_string_equal(d->target, target);
+	assert_string_equal(d->format, format);
+	assert_int_equal(d->kind, SNAPFS_SOURCE_FILE);
+	assert_string_equal(d->dev, file);
+	assert_null(d->pool);
+	assert_null(d->volume);
+	assert_int_equal(d->sector_size, 512);
+}
+
 static void assert_realistic(const struct snapfs_xml_disks *d)
 {
-	assert_int_equal(d->n, 4);
+	assert_int_equal(d->n, 5);
 	assert_dev_disk(&d->disk[0], "vda", "raw", "/dev/vg0/guest1", 512);
 	assert_string_equal(d->disk[1].target, "vdb");
 	assert_string_equal(d->disk[1].format, "raw");
@@ -303,8 +315,10 @@ static void assert_realistic(const struct snapfs_xml_disks *d)
 	assert_string_equal(d->disk[1].pool, "vg0");
 	assert_string_equal(d->disk[1].volume, "guest1-data");
 	assert_int_equal(d->disk[1].sector_size, 512);
-	assert_dev_disk(&d->disk[2], "vde", "qcow2", "/dev/vg0/guest1-qcow", 512);
-	assert_dev_disk(&d->disk[3], "sdb", "raw", "/dev/mapper/vg1-big", 4096);
+	assert_file_disk(&d->disk[2], "vdc", "qcow2",
+			 "/var/lib/libvirt/images/guest1-scratch.qcow2");
+	assert_dev_disk(&d->disk[3], "vde", "qcow2", "/dev/vg0/guest1-qcow", 512);
+	assert_dev_disk(&d->disk[4], "sdb", "raw", "/dev/mapper/vg1-big", 4096);
 }
 
 static void test_realistic_domain(void **state UNUSED)
@@ -314,15 +328,13 @@ static void test_realistic_domain(void **state UNUSED)
 	run(realistic_xml, &r);
 	assert_int_equal(r.rc, 0);
 	assert_realistic(&r.d);
-	assert_logged(&r,
-		      "snapfs: debug: guest guest1: disk vdc (device disk, type file) "
-		      "skipped: neither a block nor a volume disk\n");
+	assert_null(strstr(r.log, "disk vdc"));
 	assert_logged(&r,
 		      "snapfs: debug: guest guest1: disk sda (device cdrom, type block) "
 		      "skipped: not a disk device\n");
 	assert_logged(&r,
 		      "snapfs: debug: guest guest1: disk vdd (device disk, type network) "
-		      "skipped: neither a block nor a volume disk\n");
+		      "skipped: neither a block, a file nor a volume disk\n");
 	assert_null(strstr(r.log, "vdz"));
 	assert_null(strstr(r.log, "warning"));
 	assert_only_snapfs_lines(r.log);
@@ -386,7 +398,8 @@ static void test_skip_reasons(void **state UNUSED)
 
 	run_devices("<disk type='block' device='floppy'><target dev='fda'/></disk>"
 		    "<disk type='block'><source dev=''/><target dev='vdb'/></disk>"
-		    "<disk device='disk'><source file='/x'/><target dev='vdc'/></disk>"
+		    "<disk device='disk'><target dev='vdc'/></disk>"
+		    "<disk type='file'><source file=''/><target dev='vdd'/></disk>"
 		    "<disk type='volume'><source pool='p'/></disk>",
 		    &r);
 	assert_int_equal(r.rc, 0);
@@ -396,7 +409,9 @@ static void test_skip_reasons(void **state UNUSED)
 	assert_logged(&r, "guest guest1: disk vdb (device disk, type block) skipped: "
 			  "no <source dev>\n");
 	assert_logged(&r, "guest guest1: disk vdc (device disk, type (none)) skipped: "
-			  "no type, so a file disk\n");
+			  "no <source file>\n");
+	assert_logged(&r, "guest guest1: disk vdd (device disk, type file) skipped: "
+			  "no <source file>\n");
 	assert_logged(&r, "guest guest1: disk (none) (device disk, type volume) skipped: "
 			  "no <source pool volume>\n");
 	result_free(&r);
@@ -609,6 +624,59 @@ static void test_bad_source_dev(void **state UNUSED)
 			     "source dev is 4096 bytes or longer\n");
 	free(long_dev);
 	free(tail);
+}
+
+/* <source file>: the same checks as <source dev>, with their own words. */
+static void test_source_file(void **state UNUSED)
+{
+	static const struct {
+		const char *file, *why;
+	} bad[] = {
+		{ "images/a.img", "source file is not an absolute path\n" },
+		{ "/var/lib/libvirt/images/../../../etc/shadow",
+		  "source file has a '..' component\n" },
+		{ "/srv/a&#10;.img", "source file has control characters\n" },
+	};
+	char *tail = repeat('x', 4096 - 5);
+	char *long_file = xasprintf("/srv/%s", tail);
+	struct result r;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *disk = xasprintf("<disk type='file' device='disk'><source file='%s'/>"
+				       "<target dev='vda'/></disk>",
+				       bad[i].file);
+
+		run_devices(disk, &r);
+		assert_int_equal(r.rc, 0);
+		assert_int_equal(r.d.n, 0);
+		assert_logged(&r, "snapfs: warning: guest guest1: disk vda skipped: ");
+		assert_logged(&r, bad[i].why);
+		result_free(&r);
+		free(disk);
+	}
+	/* 4096 bytes with the NUL is too long, as for a dev. */
+	char *disk = xasprintf("<disk type='file'><source file='%s'/><target dev='vda'/></disk>",
+			       long_file);
+
+	run_devices(disk, &r);
+	assert_int_equal(r.d.n, 0);
+	assert_logged(&r, "source file is 4096 bytes or longer\n");
+	result_free(&r);
+	free(disk);
+	free(long_file);
+	free(tail);
+	/* type absent is libvirt's default, file; the format is the driver's. */
+	run_devices("<disk device='disk'><driver type='qcow2'/><source file='/srv/a b.qcow2'/>"
+		    "<target dev='vda'/></disk>"
+		    "<disk type='file' device='disk'><source file='/srv/b.img'/>"
+		    "<target dev='vdb'/></disk>",
+		    &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.d.n, 2);
+	assert_file_disk(&r.d.disk[0], "vda", "qcow2", "/srv/a b.qcow2");
+	assert_file_disk(&r.d.disk[1], "vdb", "raw", "/srv/b.img");
+	result_free(&r);
 }
 
 static void test_good_source_dev(void **state UNUSED)
@@ -1002,8 +1070,8 @@ static void *parse_many(void *arg UNUSED)
 		}
 		if (snapfs_domxml_disks("t", realistic_xml, &d) != 0)
 			return "realistic XML failed";
-		if (d.n != 4 || strcmp(d.disk[3].target, "sdb") ||
-		    d.disk[3].sector_size != 4096)
+		if (d.n != 5 || strcmp(d.disk[4].target, "sdb") ||
+		    d.disk[4].sector_size != 4096)
 			return "realistic XML gave other disks";
 		snapfs_domxml_disks_free(&d);
 	}
@@ -1046,6 +1114,7 @@ int main(void)
 		cmocka_unit_test(test_realistic_domain),
 		cmocka_unit_test(test_skipped_kinds),
 		cmocka_unit_test(test_skip_reasons),
+		cmocka_unit_test(test_source_file),
 		cmocka_unit_test(test_device_missing_is_disk),
 		cmocka_unit_test(test_no_disks),
 		cmocka_unit_test(test_qcow2_format),
