@@ -121,7 +121,8 @@ static bool option_is(const char *opt, size_t len, const void *name)
 static bool option_is_ours(const char *opt, size_t len, const void *unused)
 {
 	static const char *const prefixes[] = {
-		"cow_size=", "linger=", "gid=", "cache=", "lvm_timeout=", "debug_areas="
+		"cow_size=", "linger=", "gid=", "cache=", "lvm_timeout=", "debug_areas=",
+		"reflink_reserve="
 	};
 
 	for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
@@ -167,6 +168,9 @@ static void test_defaults(void **state UNUSED)
 
 	assert_int_equal(p->rc, 0);
 	assert_string_equal(p->o.cow_size, "20%ORIGIN");
+	assert_string_equal(p->o.reserve_text, "5%");
+	assert_int_equal(p->o.reserve.percent, 5);
+	assert_int_equal(p->o.reserve.bytes, 0);
 	assert_int_equal(p->o.linger, 0);
 	assert_true(p->o.cache == 2.0);
 	assert_int_equal(p->o.lvm_timeout, 120);
@@ -286,6 +290,25 @@ static void test_cow_size_invalid(void **state UNUSED)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		expect_einval("-o", bad[i], "/mnt", NULL);
+}
+
+static void test_reflink_reserve(void **state UNUSED)
+{
+	struct parsed *p = parse("-o", "reflink_reserve=2G", "/mnt", NULL);
+
+	assert_int_equal(p->rc, 0);
+	assert_string_equal(p->o.reserve_text, "2G");
+	assert_int_equal(p->o.reserve.bytes, 2ULL << 30);
+	assert_false(rest_has_option(&p->rest, "reflink_reserve=2G"));
+	parsed_free(p);
+	p = parse("-o", "reflink_reserve=12%", "/mnt", NULL);
+	assert_int_equal(p->rc, 0);
+	assert_int_equal(p->o.reserve.percent, 12);
+	parsed_free(p);
+	expect_einval("-o", "reflink_reserve=12%%", "/mnt", NULL);
+	expect_einval("-o", "reflink_reserve=-1G", "/mnt", NULL);
+	expect_einval("-o", "reflink_reserve=", "/mnt", NULL);
+	expect_einval("-o", "reflink_reserve=101%", "/mnt", NULL);
 }
 
 /* "-o cow_size=1G,2G" is two options to FUSE's parser: cow_size=1G, and
@@ -523,6 +546,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_reflink_reserve),
 		cmocka_unit_test(test_source_and_mountpoint),
 		cmocka_unit_test(test_positional_count),
 		cmocka_unit_test(test_options_parsed),
