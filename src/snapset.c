@@ -928,10 +928,12 @@ static void drop_clones(dev_t dev, uint64_t free_bytes, uint64_t reserve)
 	pthread_mutex_unlock(&sets_lock);
 }
 
+/* Under sets_lock.  A set being made is not looked at: its disks are its
+ * maker's until it is READY. */
 static bool any_clone(void)
 {
 	for (struct snapfs_snapset *s = sets; s; s = s->next)
-		for (size_t i = 0; i < s->n; i++)
+		for (size_t i = 0; s->state == SET_READY && i < s->n; i++)
 			if (s->disk[i].kind == SNAPFS_ORIGIN_FILE && !dropped(&s->disk[i]))
 				return true;
 	return false;
