@@ -105,6 +105,7 @@ static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
 	f->disk = sd;
 	f->stamp = snapfs_snapset_stamp(f->set);
 	f->size = sd->size;
+	f->allocated = sd->allocated;
 	if (n->kind == NODE_PART) {
 		/* The snapshot's own table, not the live one. */
 		const struct snapfs_partition *p = NULL;
@@ -121,6 +122,7 @@ static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
 		}
 		f->start = p->start;
 		f->size = p->size;
+		f->allocated = p->allocated;
 	}
 	return 0;
 fail:
@@ -186,6 +188,7 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 		rc = -ENOMEM;
 		goto out;
 	}
+	f->allocated = SNAPFS_ALL_DATA;
 	switch (n.kind) {
 	case NODE_ROOT:
 	case NODE_GUEST:
@@ -286,4 +289,35 @@ int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 	if (snapfs_snapset_check(f->set, f->disk) < 0)
 		return -EIO;
 	return (int)done;
+}
+
+int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out)
+{
+	uint64_t at;
+	int rc;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	if (off < 0)
+		return -EINVAL;
+	if ((uint64_t)off >= f->size)
+		return -ENXIO;
+	if (f->data) {
+		*out = whence == SEEK_DATA ? off : (off_t)f->size;
+		return 0;
+	}
+	rc = snapfs_device_seek(f->disk, f->start + (uint64_t)off, f->start + f->size, whence,
+				&at);
+	/* A clone dropped meanwhile has no holes left to trust. */
+	if (snapfs_snapset_check(f->set, f->disk) < 0)
+		return -EIO;
+	if (rc < 0) {
+		read_error(f, (uint64_t)off, -rc);
+		return -EIO;
+	}
+	at -= f->start;
+	if (whence == SEEK_DATA && at >= f->size)
+		return -ENXIO;
+	*out = (off_t)at;
+	return 0;
 }

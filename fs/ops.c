@@ -107,7 +107,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	first_request();
 	if (fi && !file_of(fi)->dir) {
-		snapfs_stat_open_file(file_of(fi)->size, file_of(fi)->stamp, &st);
+		snapfs_stat_open_file(file_of(fi)->size, file_of(fi)->allocated, file_of(fi)->stamp,
+				      &st);
 	} else {
 		rc = snapfs_inode_path(ino, path);
 		if (rc == 0)
@@ -334,6 +335,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+/* lseek: SEEK_DATA and SEEK_HOLE only (the kernel does the others).  Never
+ * ENOSYS, which would turn lseek off for the whole mount. */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	off_t at = 0;
+	int rc = snapfs_file_seek(file_of(fi), off, whence, &at);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, at);
+}
+
 /* getxattr and listxattr: user.snapfs.*, see snapfs(8).  Never create a
  * snapshot.  size 0 asks for the length. */
 static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -450,6 +465,7 @@ const struct fuse_lowlevel_ops snapfs_ops = {
 	.releasedir = op_release,
 	.open = op_open,
 	.read = op_read,
+	.lseek = op_lseek,
 	.release = op_release,
 	.getxattr = op_getxattr,
 	.listxattr = op_listxattr,

@@ -111,7 +111,8 @@ void snapfs_node_put(struct snapfs_node *n);
 void snapfs_node_stat(const struct snapfs_node *n, struct stat *st);
 /* The same for an open disk or partition file: its snapshot's size and
  * instant, which stay while it is open. */
-void snapfs_stat_open_file(uint64_t size, struct timespec stamp, struct stat *st);
+void snapfs_stat_open_file(uint64_t size, uint64_t allocated, struct timespec stamp,
+			   struct stat *st);
 /* The partitions a guest's directory shows for disk d: the held set's
  * while there is one, else the live origin's.  Free with
  * snapfs_partitions_free. */
@@ -151,6 +152,7 @@ struct snapfs_file {
 	struct snapfs_snapset *set; /* disks and partitions: the held set */
 	const struct snapfs_snapdisk *disk;
 	uint64_t start, size;       /* the file's bytes on the snapshot */
+	uint64_t allocated;         /* of them, what holds data (SNAPFS_ALL_DATA) */
 	struct timespec stamp;
 	char *data;                 /* domain.xml, the status view; a directory's path */
 	bool direct_io;             /* no page cache: the status view */
@@ -177,6 +179,12 @@ void snapfs_file_release(struct snapfs_file *f);
  * end), -EIO or -EINVAL.  buf aligned to SNAPFS_DIRECT_ALIGN reads with
  * O_DIRECT. */
 int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off);
+/* lseek(2) with SEEK_DATA (whence) or SEEK_HOLE at off: the offset of the
+ * next data or hole in the file (its size when no hole comes before), or
+ * -ENXIO (off at or past the end, or no data after it), -EIO (a dropped or
+ * invalid snapshot), -EINVAL.  Whole disks and partitions follow the
+ * snapshot's holes; the other files are all data. */
+int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out);
 /* For a file whose bytes are in memory (domain.xml, the status view): the
  * bytes at off, *size cut to what is there; NULL for any other file. */
 const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t off);

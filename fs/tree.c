@@ -124,16 +124,21 @@ static void fill_common(struct stat *st, bool dir, struct timespec stamp)
 	st->st_mtim = st->st_ctim = st->st_atim = stamp;
 }
 
-static void fill_size(struct stat *st, uint64_t size)
+/* st_blocks counts what holds data, so that du tells the truth and cp and
+ * tar look for holes; never 0 for a file that holds data. */
+static void fill_size(struct stat *st, uint64_t size, uint64_t allocated)
 {
+	if (allocated > size)
+		allocated = size;
 	st->st_size = (off_t)size;
-	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	st->st_blocks = (blkcnt_t)((allocated + 511) / 512);
 }
 
-void snapfs_stat_open_file(uint64_t size, struct timespec stamp, struct stat *st)
+void snapfs_stat_open_file(uint64_t size, uint64_t allocated, struct timespec stamp,
+			   struct stat *st)
 {
 	fill_common(st, false, stamp);
-	fill_size(st, size);
+	fill_size(st, size, allocated);
 }
 
 /* Size and time of a disk or partition: the held snapshot's when there is
@@ -144,7 +149,7 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 	struct snapfs_held held;
 
 	if (snapfs_snapset_held(n->guest->dir, n->disk->file, partno, &held) == 0) {
-		snapfs_stat_open_file(held.size, held.stamp, st);
+		snapfs_stat_open_file(held.size, held.allocated, held.stamp, st);
 		return;
 	}
 	/* An mtime is never reused across sets: a backup tool that saw this
@@ -153,7 +158,10 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 
 	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
 		stamp = rel;
-	snapfs_stat_open_file(n->kind == NODE_PART ? n->part.size : n->disk->size, stamp, st);
+	if (n->kind == NODE_PART)
+		snapfs_stat_open_file(n->part.size, n->part.allocated, stamp, st);
+	else
+		snapfs_stat_open_file(n->disk->size, n->disk->allocated, stamp, st);
 }
 
 void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
@@ -164,7 +172,7 @@ void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
 		fill_common(st, true, n->cat->stamp);
 		break;
 	case NODE_XML:
-		snapfs_stat_open_file(strlen(n->guest->xml), n->cat->stamp, st);
+		snapfs_stat_open_file(strlen(n->guest->xml), SNAPFS_ALL_DATA, n->cat->stamp, st);
 		break;
 	case NODE_STATUS:
 		/* Its size is known only when read, as in /proc. */

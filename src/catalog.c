@@ -185,6 +185,7 @@ int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
 	d.kind = SNAPFS_ORIGIN_LV;
 	d.lv = *lv;
 	d.size = lv->size;
+	d.allocated = SNAPFS_ALL_DATA;
 	return add_disk(g, &d, target, format, sector_size);
 }
 
@@ -200,6 +201,8 @@ int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
 	d.dev = st->st_dev;
 	d.ino = st->st_ino;
 	d.size = (uint64_t)st->st_size;
+	d.allocated = (uint64_t)st->st_blocks * 512 < d.size ? (uint64_t)st->st_blocks * 512
+							     : d.size;
 	if (!(d.path = strdup(path)))
 		return -ENOMEM;
 	return add_disk(g, &d, target, format, sector_size);
@@ -253,6 +256,7 @@ static void read_live_partitions(struct snapfs_guest *g)
 			continue;
 		}
 		snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
+		snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
 		close(fd);
 		/* A partition file whose name a disk already has is left out. */
 		for (size_t p = 0; p < d->parts.n;) {

@@ -83,3 +83,57 @@ ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t l
 	}
 	return pread(d->fd, buf, len, (off_t)off);
 }
+
+int snapfs_device_seek(const struct snapfs_snapdisk *d, uint64_t off, uint64_t end,
+		       int whence, uint64_t *out)
+{
+	off_t at;
+
+	if (d->kind != SNAPFS_ORIGIN_FILE) {
+		*out = whence == SEEK_DATA ? off : end;
+		return 0;
+	}
+	/* Only preads use the descriptor otherwise: its offset is free. */
+	at = lseek(d->fd, (off_t)off, whence);
+	if (at < 0 && errno == ENXIO)
+		at = (off_t)end; /* no data after off, or off past the end */
+	else if (at < 0)
+		return -errno;
+	*out = (uint64_t)at < end ? (uint64_t)at : end;
+	return 0;
+}
+
+/* A walk of a fragmented file stops here: what is left counts as data. */
+#define ALLOCATED_MAX_EXTENTS 4096
+
+uint64_t snapfs_file_allocated(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t total = 0, off = start;
+
+	for (unsigned n = 0; off < end; n++) {
+		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0 || n == ALLOCATED_MAX_EXTENTS)
+			return total + (end - off);
+		if ((uint64_t)data >= end)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			return total + (end - (uint64_t)data);
+		total += ((uint64_t)hole < end ? (uint64_t)hole : end) - (uint64_t)data;
+		off = (uint64_t)hole;
+	}
+	return total;
+}
+
+void snapfs_partitions_measure(int fd, bool is_file, struct snapfs_partitions *parts)
+{
+	for (size_t i = 0; i < parts->n; i++) {
+		struct snapfs_partition *p = &parts->part[i];
+
+		p->allocated = is_file ? snapfs_file_allocated(fd, p->start, p->start + p->size)
+				       : SNAPFS_ALL_DATA;
+	}
+}

@@ -189,7 +189,11 @@ struct snapfs_partition {
 	char fstype[32];     /* what the partition holds, "" if unknown */
 	char label[64];
 	char uuid[64];
+	uint64_t allocated;  /* bytes of it that hold data, SNAPFS_ALL_DATA if not known */
 };
+
+/* What st_blocks shows of an image whose holes are not known: all of it. */
+#define SNAPFS_ALL_DATA UINT64_MAX
 
 struct snapfs_partitions {
 	struct snapfs_partition *part;
@@ -225,6 +229,19 @@ struct snapfs_snapdisk;
  * off allow, else through the buffered one.  As pread(2). */
 ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t len,
 			    uint64_t off);
+/* SEEK_DATA or SEEK_HOLE (whence) in [off, end) of a snapshot: where the
+ * next data or hole at or after off begins, end when none does before it.
+ * A clone of a sparse file has the origin's holes; a device is all data.
+ * 0 or -errno. */
+int snapfs_device_seek(const struct snapfs_snapdisk *d, uint64_t off, uint64_t end,
+		       int whence, uint64_t *out);
+/* How much of the file open as fd holds data, between start and end, by
+ * its holes (SEEK_DATA/SEEK_HOLE, a bounded number of extents: past that,
+ * the rest counts as data). */
+uint64_t snapfs_file_allocated(int fd, uint64_t start, uint64_t end);
+/* Set what st_blocks shows of the partitions of a disk open as fd: by the
+ * holes of a file (a clone, or a live origin file), all data otherwise. */
+void snapfs_partitions_measure(int fd, bool is_file, struct snapfs_partitions *parts);
 
 /* ---- dmstatus.c -------------------------------------------------------- */
 
@@ -317,6 +334,7 @@ struct snapfs_disk {
 	struct snapfs_lv lv;              /* SNAPFS_ORIGIN_LV: the origin */
 	char *path;                       /* SNAPFS_ORIGIN_FILE: the origin file */
 	uint64_t size;                    /* the origin's size when listed */
+	uint64_t allocated;               /* bytes holding data, or SNAPFS_ALL_DATA */
 	dev_t dev;                        /* its st_dev and st_ino when listed */
 	ino_t ino;
 	struct snapfs_partitions parts;   /* from the live origin (raw only) */
@@ -441,6 +459,7 @@ struct snapfs_snapdisk {
 	int dfd;                      /* O_DIRECT on the same device, or -1 */
 	unsigned dio_align;           /* its logical block size */
 	uint64_t size;
+	uint64_t allocated;           /* bytes holding data, or SNAPFS_ALL_DATA */
 	struct snapfs_partitions parts;   /* read from the snapshot */
 };
 
@@ -465,6 +484,7 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 struct snapfs_held {
 	struct timespec stamp;
 	uint64_t size;                /* of the disk or partition */
+	uint64_t allocated;           /* of it, bytes holding data, or SNAPFS_ALL_DATA */
 	char snap[300];               /* VG/LV of the snapshot, or where a clone is */
 	bool frozen;                  /* taken with the guest's filesystems frozen */
 };

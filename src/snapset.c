@@ -305,9 +305,12 @@ static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 	struct stat st;
 	int fd, rc;
 
+	d->allocated = SNAPFS_ALL_DATA;
 	if (d->kind == SNAPFS_ORIGIN_FILE) {
 		snapfs_reflink_fsinfo(d->fd, d->origin_path, &d->fs);
 		d->fs_dev = fstat(d->fd, &st) == 0 ? st.st_dev : 0;
+		if (d->fs_dev && (uint64_t)st.st_blocks * 512 < d->size)
+			d->allocated = (uint64_t)st.st_blocks * 512;
 		return 0;
 	}
 	rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
@@ -387,7 +390,9 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		if (d->dfd < 0)
 			snapfs_debug(SNAPFS_DBG_SNAP,
 				     "guest %s disk %s: no O_DIRECT on %s (%s); reads are cached",
-				     g->dir, g->disk[i].target, d->path, strerror(-d->dfd));
+				     g->dir, g->disk[i].target,
+				     d->kind == SNAPFS_ORIGIN_FILE ? "its clone" : d->path,
+				     strerror(-d->dfd));
 		if (!strcmp(g->disk[i].format, "raw")) {
 			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->dir,
 						    g->disk[i].target, &d->parts);
@@ -397,6 +402,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 					     g->dir, g->disk[i].target, strerror(-rc));
 				goto undo;
 			}
+			snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
 		}
 	}
 	return 0;
@@ -631,6 +637,7 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 		out->stamp = s->stamp;
 		out->frozen = s->frozen;
 		out->size = d->size;
+		out->allocated = d->allocated;
 		if (d->kind == SNAPFS_ORIGIN_FILE)
 			snprintf(out->snap, sizeof(out->snap), "unnamed reflink clone on %s%s",
 				 d->fs.mount, dropped(d) ? " (dropped)" : "");
@@ -642,6 +649,7 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 			for (size_t i = 0; i < d->parts.n; i++) {
 				if (d->parts.part[i].number == partno) {
 					out->size = d->parts.part[i].size;
+					out->allocated = d->parts.part[i].allocated;
 					rc = 0;
 				}
 			}
