@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
 
 #include "snapfs.h"
 
@@ -73,10 +72,28 @@ static void unescape_octal(char *s)
 	*o = '\0';
 }
 
-/* The mount point of the filesystem whose device is dev: the last mount of
- * it in mountinfo (the one on top), or "" when none shows it (a btrfs
- * subvolume not mounted on its own). */
-static void mount_of(dev_t dev, char *out, size_t outlen)
+/* The mount a descriptor is on, from /proc/self/fdinfo ("mnt_id:"): unlike
+ * st_dev, it is what mountinfo lists also for a btrfs subvolume.  -1 when
+ * not known. */
+static long mount_id_of(int fd)
+{
+	char path[64], line[128];
+	long id = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "mnt_id: %ld", &id) == 1)
+			break;
+	fclose(f);
+	return id;
+}
+
+/* The mount point of mount mnt_id in mountinfo, or "" when not there. */
+static void mount_point(long mnt_id, char *out, size_t outlen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
@@ -86,16 +103,15 @@ static void mount_of(dev_t dev, char *out, size_t outlen)
 	if (!f)
 		return;
 	while (getline(&line, &cap, f) > 0) {
-		unsigned maj, min;
 		char mnt[4096];
+		long id;
 
 		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) != 3)
-			continue;
-		if (makedev(maj, min) != dev)
+		if (sscanf(line, "%ld %*u %*u:%*u %*s %4095s", &id, mnt) != 2 || id != mnt_id)
 			continue;
 		unescape_octal(mnt);
 		snprintf(out, outlen, "%.*s", (int)outlen - 1, mnt);
+		break;
 	}
 	free(line);
 	fclose(f);
@@ -120,14 +136,14 @@ static int dir_of(const char *path, char *out, size_t outlen)
 void snapfs_reflink_fsinfo(int fd, const char *origin, struct snapfs_fsinfo *fs)
 {
 	struct statfs sf;
-	struct stat st;
+	long mnt_id = mount_id_of(fd);
 
 	snprintf(fs->type, sizeof(fs->type), "?");
 	fs->mount[0] = '\0';
 	if (fstatfs(fd, &sf) == 0)
 		fs_type_name((long)sf.f_type, fs->type, sizeof(fs->type));
-	if (fstat(fd, &st) == 0)
-		mount_of(st.st_dev, fs->mount, sizeof(fs->mount));
+	if (mnt_id >= 0)
+		mount_point(mnt_id, fs->mount, sizeof(fs->mount));
 	if (!fs->mount[0] && dir_of(origin, fs->mount, sizeof(fs->mount)) < 0)
 		snprintf(fs->mount, sizeof(fs->mount), "?");
 }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what snapfs needs to build, test and run on Debian 12 (as root);
-# `install-deps.sh bench` adds what tests/bench/run uses.
+# `install-deps.sh bench` adds what tests/bench/run uses (its comparisons, and
+# XFS for the native benchmark).
 # Safe to run again: apt-get skips what is there.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ packages=(
 	fuse3 lvm2 libvirt-clients
 	# tests: disk tools, a real libvirtd, valgrind
 	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu python3
+	# tests: disks in files on XFS and btrfs, qcow2 images (reflink-*.sh)
+	xfsprogs btrfs-progs qemu-utils
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
 	systemd
 	# tests: lvmlockd with sanlock for a shared VG (shared-vg.sh)
@@ -22,7 +25,7 @@ packages=(
 
 # "bench": also what the benchmark compares with and reads through.
 if [ "${1:-}" = bench ]; then
-	packages+=(rsync xmount qemu-system-common)
+	packages+=(rsync xmount qemu-system-common xfsprogs)
 fi
 
 missing=()
