@@ -197,7 +197,7 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 	case NODE_XML:
 		f->data = strdup(n.guest->xml);
 		f->size = f->data ? strlen(f->data) : 0;
-		f->stamp = n.cat->stamp;
+		f->stamp = n.guest->xml_stamp;
 		rc = f->data ? 0 : -ENOMEM;
 		break;
 	case NODE_DISK:

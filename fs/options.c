@@ -245,6 +245,7 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 
 	memset(o, 0, sizeof(*o));
 	o->cache = 2;
+	o->linger = SNAPFS_LINGER_DEFAULT;
 	o->lvm_timeout = 120;
 	o->freeze = SNAPFS_FREEZE_AUTO;
 	o->freeze_timeout = 10;
@@ -308,7 +309,9 @@ void snapfs_opts_usage(const char *prog)
 	       "                           holding reflink clones: under it they are dropped\n"
 	       "                           (2G, 512M, or 5%% of the filesystem: the default)\n"
 	       "    -o linger=SECONDS      keep a snapshot set this long after its last\n"
-	       "                           file is closed (default 0)\n"
+	       "                           file is closed, so that a backup tool that copies\n"
+	       "                           a guest's files one after the other gets them all\n"
+	       "                           from one set (default 10; 0: removed at once)\n"
 	       "    -o gid=GROUP           group owning the tree (name or number)\n"
 	       "    -o cache=SECONDS       how long a guest listing is reused (default 2)\n"
 	       "    -o lvm_timeout=SECONDS bound on each lvm command (default 120)\n"

@@ -19,7 +19,7 @@ struct snapfs_opts {
 	char *cow_size;        /* -o cow_size=, "20%ORIGIN" */
 	char *reserve_text;    /* -o reflink_reserve=, SNAPFS_RESERVE_DEFAULT */
 	struct snapfs_reserve reserve;
-	unsigned linger;       /* -o linger=SECONDS */
+	unsigned linger;       /* -o linger=SECONDS, SNAPFS_LINGER_DEFAULT */
 	double cache;          /* -o cache=SECONDS, guest discovery cache */
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */
 	enum snapfs_freeze_mode freeze; /* -o freeze=auto|require|off */
@@ -35,6 +35,10 @@ struct snapfs_opts {
 	bool show_version;
 	bool cleanup;          /* --cleanup: sweep and exit */
 };
+
+/* Seconds a snapshot set is kept after its last file is closed: a backup
+ * tool opens a guest's next file within milliseconds of closing the last. */
+#define SNAPFS_LINGER_DEFAULT 10
 
 /* Parse argv into o; what FUSE itself handles (-o allow_other, ...) is left
  * in rest.  Returns 0 or -EINVAL with a message on stderr. */

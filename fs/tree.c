@@ -152,12 +152,10 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 		snapfs_stat_open_file(held.size, held.allocated, held.stamp, st);
 		return;
 	}
-	/* An mtime is never reused across sets: a backup tool that saw this
-	 * file before the last set was released sees a newer time now. */
-	struct timespec stamp = n->cat->stamp, rel = snapfs_snapset_last_release();
+	/* Stable while no set is held, and the time the next set's files show;
+	 * never one an earlier set showed. */
+	struct timespec stamp = snapfs_snapset_epoch(n->guest->dir);
 
-	if (rel.tv_sec > stamp.tv_sec || (rel.tv_sec == stamp.tv_sec && rel.tv_nsec > stamp.tv_nsec))
-		stamp = rel;
 	if (n->kind == NODE_PART)
 		snapfs_stat_open_file(n->part.size, n->part.allocated, stamp, st);
 	else
@@ -168,11 +166,14 @@ void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
 {
 	switch (n->kind) {
 	case NODE_ROOT:
+		fill_common(st, true, n->cat->root_stamp);
+		break;
 	case NODE_GUEST:
-		fill_common(st, true, n->cat->stamp);
+		fill_common(st, true, n->guest->dir_stamp);
 		break;
 	case NODE_XML:
-		snapfs_stat_open_file(strlen(n->guest->xml), SNAPFS_ALL_DATA, n->cat->stamp, st);
+		snapfs_stat_open_file(strlen(n->guest->xml), SNAPFS_ALL_DATA, n->guest->xml_stamp,
+				      st);
 		break;
 	case NODE_STATUS:
 		/* Its size is known only when read, as in /proc. */

@@ -64,7 +64,7 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 					&held) == 0) {
 			char when[64];
 
-			snapfs_stamp_format(held.stamp, when, sizeof(when));
+			snapfs_stamp_format(held.instant, when, sizeof(when));
 			xattr_add(x, "user.snapfs.snapshot", "%s", held.snap);
 			xattr_add(x, "user.snapfs.time", "%s", when);
 			xattr_add(x, "user.snapfs.consistency", "%s",

@@ -297,6 +297,51 @@ static int list_lvs(struct snapfs_lv_list *lvs)
 	return rc;
 }
 
+static struct snapfs_catalog *take_current(bool only_fresh);
+
+/* A hash of the names a guest's directory lists. */
+static uint64_t guest_entries(const struct snapfs_guest *g)
+{
+	char name[SNAPFS_NAME_MAX + 2];
+	uint64_t h = g->xml ? snapfs_name_hash("domain.xml", 10) : 0;
+
+	for (size_t i = 0; i < g->ndisks; i++) {
+		const struct snapfs_disk *d = &g->disk[i];
+
+		h = h * 31 + snapfs_name_hash(d->file, strlen(d->file));
+		for (size_t p = 0; p < d->parts.n; p++) {
+			if (snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+					      sizeof(name)) == 0)
+				h = h * 31 + snapfs_name_hash(name, strlen(name));
+		}
+	}
+	return h;
+}
+
+/* Times that stay while what they stand for does: the root's and a guest
+ * directory's while their names are the same, domain.xml's while its text
+ * is (GNU tar says "file changed as we read it" for less).  From the
+ * catalog before c, or c's own stamp for what is new or changed. */
+static void carry_stamps(struct snapfs_catalog *c, const struct snapfs_catalog *old)
+{
+	c->entries = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		struct snapfs_guest *g = &c->guest[i];
+		const struct snapfs_guest *was = old ? snapfs_catalog_guest(old, g->dir) : NULL;
+
+		c->entries = c->entries * 31 + snapfs_name_hash(g->dir, strlen(g->dir));
+		g->entries = guest_entries(g);
+		g->dir_stamp = g->xml_stamp = c->stamp;
+		if (!was || strcmp(was->key, g->key))
+			continue;
+		if (was->entries == g->entries)
+			g->dir_stamp = was->dir_stamp;
+		if (was->xml && g->xml && !strcmp(was->xml, g->xml))
+			g->xml_stamp = was->xml_stamp;
+	}
+	c->root_stamp = old && old->entries == c->entries ? old->root_stamp : c->stamp;
+}
+
 static int discover(struct snapfs_catalog **out)
 {
 	struct snapfs_lv_list lvs = { 0 };
@@ -322,6 +367,10 @@ static int discover(struct snapfs_catalog **out)
 	snapfs_guests_name(c->guest, c->n);
 	for (size_t i = 0; i < c->n; i++)
 		read_live_partitions(&c->guest[i]);
+	struct snapfs_catalog *old = take_current(false);
+
+	carry_stamps(c, old);
+	snapfs_catalog_put(old);
 	*out = c;
 	return 0;
 fail:

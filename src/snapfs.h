@@ -348,6 +348,10 @@ struct snapfs_guest {
 	bool running;
 	struct snapfs_disk *disk;
 	size_t ndisks;
+	/* What stat shows: a directory's time moves only when its entries
+	 * change, domain.xml's only when its text does. */
+	uint64_t entries;                 /* a hash of the directory's names */
+	struct timespec dir_stamp, xml_stamp;
 };
 
 /* What one discovery saw.  Immutable once published; shared by reference. */
@@ -362,6 +366,8 @@ struct snapfs_catalog {
 					   * the catalog lock */
 	struct snapfs_guest *guest;       /* sorted by dir */
 	size_t n;
+	uint64_t entries;                 /* a hash of the root's names */
+	struct timespec root_stamp;       /* moves only when they change */
 };
 
 /* Set by the program at start; again after snapfs_catalog_shutdown, for a
@@ -475,6 +481,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 void snapfs_snapset_release(struct snapfs_snapset *s);
 const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s,
 						  const char *file);
+/* The time the files of s show (its guest's epoch when it was made). */
 struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s);
 /* After a read of d: 0 while the snapshot is valid, -EIO once the kernel
  * invalidated it (its COW area filled), logged once per set. */
@@ -482,7 +489,8 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 /* Copy what stat and getxattr show of a held set without creating one:
  * 0, or -ENOENT when the guest holds no set. */
 struct snapfs_held {
-	struct timespec stamp;
+	struct timespec stamp;        /* what stat shows (snapfs_snapset_stamp) */
+	struct timespec instant;      /* when the snapshots were taken */
 	uint64_t size;                /* of the disk or partition */
 	uint64_t allocated;           /* of it, bytes holding data, or SNAPFS_ALL_DATA */
 	char snap[300];               /* VG/LV of the snapshot, or where a clone is */
@@ -498,10 +506,75 @@ int snapfs_snapset_held_parts(const char *dir, const char *file,
 /* The status view: one block per held set (guest, disks, snapshot LVs,
  * age, COW use, open files, consistency).  Caller frees. */
 char *snapfs_snapset_report(void);
-/* When a set was last removed: files shown without a set are never older,
- * so a new snapshot never shows an mtime already seen. */
-struct timespec snapfs_snapset_last_release(void);
+/* The time the files of the guest of dir show while it holds no set: it
+ * moves on only when a set of the guest is removed, and the files of its
+ * next set show it too (so a tool's stat before an open and its fstat after
+ * agree), and it is never one that files of an earlier set showed. */
+struct timespec snapfs_snapset_epoch(const char *dir);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
+
+/* ---- qcow2.c: qcow2 images, read-only ------------------------------------ */
+
+/* One layer's bytes: a snapshot device, a file, or a buffer in tests. */
+struct snapfs_qcow2_io {
+	/* 0 when all len bytes were read, or -errno (-EIO; -ENXIO past the
+	 * end).  Called from many threads at once. */
+	int (*pread)(void *opaque, void *buf, size_t len, uint64_t off);
+	void *opaque;
+	uint64_t size;              /* the device's or file's: nothing past it is read */
+	const char *guest, *disk;   /* for log lines (copied) */
+};
+
+enum snapfs_extent_kind {
+	SNAPFS_EXTENT_DATA,         /* data here (compressed or not) */
+	SNAPFS_EXTENT_ZERO,         /* zero clusters, or unallocated with nothing below */
+	SNAPFS_EXTENT_BACKING,      /* unallocated here: the layer below decides */
+};
+
+struct snapfs_qcow2;
+
+/* Open the qcow2 image io holds, when a snapshot set with a qcow2 disk is
+ * made: header checked, active L1 table read (io is copied; its opaque
+ * must outlive the image).  0; -EINVAL for a header that is not sound,
+ * -EOPNOTSUPP for what is not decoded (encryption, an external data file,
+ * an unknown incompatible feature, version or compression type), each
+ * logged with the reason; -ENOMEM; or io's -errno. */
+int snapfs_qcow2_open(const struct snapfs_qcow2_io *io, struct snapfs_qcow2 **out);
+/* Free the image; no read of it may be running.  NULL is ignored. */
+void snapfs_qcow2_close(struct snapfs_qcow2 *q);
+/* The backing file the image names, as written (relative to the image's
+ * directory unless absolute): 1 to 1023 bytes, no control bytes; or NULL. */
+const char *snapfs_qcow2_backing_name(const struct snapfs_qcow2 *q);
+/* The backing file's format as the image records it ("qcow2", "raw"), or
+ * NULL when it does not say. */
+const char *snapfs_qcow2_backing_format(const struct snapfs_qcow2 *q);
+/* Before the first read: the layer below, another qcow2 image or a raw one
+ * (neither: unallocated clusters read as zeroes), read only up to its size.
+ * It must outlive q.  0, -EINVAL with both, -ELOOP when q is below backing
+ * already or the chain below would be over 256 layers deep. */
+int snapfs_qcow2_set_backing(struct snapfs_qcow2 *q, struct snapfs_qcow2 *backing,
+			     const struct snapfs_qcow2_io *raw);
+uint64_t snapfs_qcow2_virtual_size(const struct snapfs_qcow2 *q);
+unsigned snapfs_qcow2_cluster_size(const struct snapfs_qcow2 *q);
+unsigned snapfs_qcow2_version(const struct snapfs_qcow2 *q);
+/* Read the virtual disk, from any thread.  0; -EINVAL past the virtual
+ * size; -EIO where a table or cluster is bad (logged once per image);
+ * -ENOMEM; or an io's -errno. */
+int snapfs_qcow2_read(struct snapfs_qcow2 *q, void *buf, size_t len, uint64_t off);
+/* For lseek and st_blocks: the extent at off, *len (> 0) bytes of one kind
+ * (it may stop short of the next kind: ask again).  0, -ENXIO at or past
+ * the virtual size, -EIO as for a read. */
+int snapfs_qcow2_extent(struct snapfs_qcow2 *q, uint64_t off, uint64_t *len,
+			enum snapfs_extent_kind *kind);
+/* Bytes of the virtual disk this image (not the layers below) holds data
+ * for, compressed clusters whole.  Reads each L2 table once (at most the
+ * device's size in all); the answer is kept.  0 or -errno. */
+int snapfs_qcow2_allocated(struct snapfs_qcow2 *q, uint64_t *bytes);
+/* Where the container ends, as qemu-img check's "Image end offset": a
+ * whole cluster past the last one in use, so up to a cluster past io's
+ * size when the image ends in a compressed cluster (cut it there).  0 or
+ * -errno (a bad table here is skipped, not an error). */
+int snapfs_qcow2_image_end(struct snapfs_qcow2 *q, uint64_t *end);
 
 #endif

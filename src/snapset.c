@@ -29,6 +29,8 @@ struct snapfs_snapset {
 	unsigned refs;
 	enum set_state state;
 	struct timespec stamp;       /* the snapshots' instant */
+	struct timespec shown;       /* what stat shows of its files: the guest's
+				      * epoch when it was made */
 	struct timespec idle_since;  /* CLOCK_MONOTONIC, when refs fell to 0 */
 	struct timespec created;     /* CLOCK_MONOTONIC, for the status view */
 	struct snapfs_snapdisk *disk;
@@ -55,7 +57,64 @@ static pthread_t space_watch;
 static bool space_watch_started;
 static struct snapfs_snapset_config config; /* read-only after init */
 static unsigned name_seq;             /* under sets_lock */
-static struct timespec last_release;  /* under sets_lock */
+
+/* A guest's epoch: the time its files show while it holds no set, and the
+ * time the files of its next set show.  It moves on only when a set of the
+ * guest is removed, so the size and time a backup tool stat()s before an
+ * open are those it finds after, and a disk that may have changed never
+ * shows a time it showed before.  Under sets_lock. */
+#define EPOCH_BUCKETS 256
+struct epoch {
+	struct timespec stamp;
+	struct epoch *next;
+	char dir[];
+};
+static struct epoch *epochs[EPOCH_BUCKETS]; /* under sets_lock */
+
+/* dir's epoch, made now when it has none.  Under sets_lock. */
+static struct timespec epoch_of(const char *dir)
+{
+	size_t len = strlen(dir), b = (size_t)(snapfs_name_hash(dir, len) % EPOCH_BUCKETS);
+	struct epoch *e;
+
+	for (e = epochs[b]; e; e = e->next)
+		if (!strcmp(e->dir, dir))
+			return e->stamp;
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e)
+		return snapfs_stamp_next(); /* unique, if not stable */
+	memcpy(e->dir, dir, len + 1);
+	e->stamp = snapfs_stamp_next();
+	e->next = epochs[b];
+	epochs[b] = e;
+	return e->stamp;
+}
+
+/* A set of dir is gone: the guest's files show a new time from now on. */
+static void epoch_advance(const char *dir)
+{
+	size_t b = (size_t)(snapfs_name_hash(dir, strlen(dir)) % EPOCH_BUCKETS);
+
+	for (struct epoch *e = epochs[b]; e; e = e->next) {
+		if (!strcmp(e->dir, dir)) {
+			e->stamp = snapfs_stamp_next();
+			return;
+		}
+	}
+	epoch_of(dir);
+}
+
+static void epochs_free(void)
+{
+	for (size_t b = 0; b < EPOCH_BUCKETS; b++) {
+		while (epochs[b]) {
+			struct epoch *e = epochs[b];
+
+			epochs[b] = e->next;
+			free(e);
+		}
+	}
+}
 
 static double elapsed(const struct timespec *since)
 {
@@ -145,12 +204,7 @@ static void describe_disks(const struct snapfs_snapset *s, char *out, size_t out
 
 static void destroy_set(struct snapfs_snapset *s)
 {
-	struct timespec t0, now = snapfs_stamp_next();
-
-	pthread_mutex_lock(&sets_lock);
-	last_release = now;
-	pthread_mutex_unlock(&sets_lock);
-
+	struct timespec t0;
 	char list[1024];
 
 	describe_disks(s, list, sizeof(list));
@@ -429,6 +483,14 @@ static void unlink_set(struct snapfs_snapset *s)
 	}
 }
 
+/* Take a set that served files out of the list, to be destroyed: from now
+ * on its guest's files show a new time.  Under sets_lock. */
+static void retire_set(struct snapfs_snapset *s)
+{
+	unlink_set(s);
+	epoch_advance(s->dir);
+}
+
 static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_disk *o)
 {
 	if (d->kind != o->kind || strcmp(d->file, o->file))
@@ -505,7 +567,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 				     g->dir);
 			return -EBUSY;
 		}
-		unlink_set(s);
+		retire_set(s);
 		pthread_mutex_unlock(&sets_lock);
 		destroy_set(s);
 		pthread_mutex_lock(&sets_lock);
@@ -517,6 +579,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 		return -ENOMEM;
 	}
 	snprintf(s->dir, sizeof(s->dir), "%s", g->dir);
+	s->shown = epoch_of(g->dir);
 	s->refs = 1;
 	s->state = SET_CREATING;
 	s->next = sets;
@@ -563,7 +626,7 @@ void snapfs_snapset_release(struct snapfs_snapset *s)
 	pthread_mutex_lock(&sets_lock);
 	if (--s->refs == 0) {
 		if (config.linger == 0 || stopping) {
-			unlink_set(s);
+			retire_set(s);
 			destroy = true;
 		} else {
 			clock_gettime(CLOCK_MONOTONIC, &s->idle_since);
@@ -586,7 +649,7 @@ const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s
 
 struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
 {
-	return s->stamp;
+	return s->shown;
 }
 
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
@@ -634,7 +697,8 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 	const struct snapfs_snapdisk *d = ready_disk(s, file);
 
 	if (d) {
-		out->stamp = s->stamp;
+		out->stamp = s->shown;
+		out->instant = s->stamp;
 		out->frozen = s->frozen;
 		out->size = d->size;
 		out->allocated = d->allocated;
@@ -673,12 +737,12 @@ int snapfs_snapset_held_parts(const char *dir, const char *file,
 	return rc;
 }
 
-struct timespec snapfs_snapset_last_release(void)
+struct timespec snapfs_snapset_epoch(const char *dir)
 {
 	struct timespec t;
 
 	pthread_mutex_lock(&sets_lock);
-	t = last_release;
+	t = epoch_of(dir);
 	pthread_mutex_unlock(&sets_lock);
 	return t;
 }
@@ -820,7 +884,7 @@ static void *reaper_main(void *arg)
 			    elapsed(&s->idle_since) >= config.linger)
 				victim = s;
 		if (victim)
-			unlink_set(victim);
+			retire_set(victim);
 		if (!victim && pending) {
 			retry = pending;
 			pending = retry->next;
@@ -1025,6 +1089,7 @@ void snapfs_snapset_shutdown(void)
 		pthread_cond_wait(&sets_cond, &sets_lock);
 	all = sets;
 	sets = NULL;
+	epochs_free();
 	pthread_mutex_unlock(&sets_lock);
 	while (all) {
 		struct snapfs_snapset *next = all->next;

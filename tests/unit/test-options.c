@@ -171,7 +171,7 @@ static void test_defaults(void **state UNUSED)
 	assert_string_equal(p->o.reserve_text, "5%");
 	assert_int_equal(p->o.reserve.percent, 5);
 	assert_int_equal(p->o.reserve.bytes, 0);
-	assert_int_equal(p->o.linger, 0);
+	assert_int_equal(p->o.linger, 10);
 	assert_true(p->o.cache == 2.0);
 	assert_int_equal(p->o.lvm_timeout, 120);
 	assert_int_equal(p->o.readahead, 4096);

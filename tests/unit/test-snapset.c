@@ -1016,6 +1016,38 @@ static void test_stamps_increase(void **state UNUSED)
 	guest_free(g);
 }
 
+/* A guest's epoch: what its files show without a set; the next set's
+ * files show the same (a stat before an open agrees with an fstat after);
+ * it moves on only when a set is removed, and never back to a time an
+ * earlier set showed.  Other guests' sets do not move it. */
+static void test_epoch(void **state UNUSED)
+{
+	struct snapfs_guest *g = guest_one("db", "db"), *other = guest_web();
+	struct snapfs_snapset *s = NULL, *o = NULL;
+	struct timespec e0, e1;
+
+	start(0);
+	e0 = snapfs_snapset_epoch(g->dir);
+	assert_int_equal(cmp_ts(snapfs_snapset_epoch(g->dir), e0), 0);
+	assert_int_equal(snapfs_snapset_acquire(g, &s), 0);
+	assert_int_equal(cmp_ts(snapfs_snapset_stamp(s), e0), 0);
+	/* Another guest's set, made and removed, leaves this one alone. */
+	assert_int_equal(snapfs_snapset_acquire(other, &o), 0);
+	snapfs_snapset_release(o);
+	assert_int_equal(cmp_ts(snapfs_snapset_epoch(g->dir), e0), 0);
+	snapfs_snapset_release(s);
+	e1 = snapfs_snapset_epoch(g->dir);
+	assert_true(cmp_ts(e1, e0) > 0);
+	assert_int_equal(snapfs_snapset_acquire(g, &s), 0);
+	assert_int_equal(cmp_ts(snapfs_snapset_stamp(s), e1), 0);
+	snapfs_snapset_release(s);
+	assert_true(cmp_ts(snapfs_snapset_epoch(g->dir), e1) > 0);
+	stop();
+	assert_clean();
+	guest_free(g);
+	guest_free(other);
+}
+
 /* ---- linger ------------------------------------------------------------------ */
 
 static void test_linger_keeps_set_then_reaper_removes(void **state UNUSED)
@@ -1973,6 +2005,7 @@ int main(void)
 					  test_teardown),
 		cmocka_unit_test_teardown(test_held, test_teardown),
 		cmocka_unit_test_teardown(test_stamps_increase, test_teardown),
+		cmocka_unit_test_teardown(test_epoch, test_teardown),
 		cmocka_unit_test_teardown(test_linger_keeps_set_then_reaper_removes,
 					  test_teardown),
 		cmocka_unit_test_teardown(test_linger_reacquire_reuses_set,
