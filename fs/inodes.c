@@ -3,9 +3,12 @@
  * The tree is named by paths (tree.c resolves a path against the guest list
  * of now), so an inode is just a path the kernel holds: the kernel counts its
  * lookups of a number (every entry we reply with is one) and forgets them,
- * and the number lives while the count is above zero.  The same path gets
- * the same number while the kernel remembers it; numbers are never reused.
- * The root (FUSE_ROOT_ID) is never forgotten.
+ * and the number lives while the count is above zero.  A path's number is
+ * a hash of the path, so the same path gets the same number also after the
+ * kernel forgot it, and in the next mount: backup tools that track files by
+ * inode number (tar --listed-incremental, borg's files cache) see the same
+ * files.  Two live paths never share a number: the second takes the next
+ * free one.  The root (FUSE_ROOT_ID) is never forgotten.
  *
  * Two hash tables, by path and by number, under one mutex (inodes_lock);
  * no lock is taken inside it.
@@ -31,7 +34,6 @@ struct inode {
 
 static pthread_mutex_t inodes_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct inode *by_path[BUCKETS], *by_ino[BUCKETS];
-static fuse_ino_t last_ino = FUSE_ROOT_ID;
 static size_t live;
 
 static size_t path_bucket(const char *path)
@@ -72,6 +74,18 @@ int snapfs_inode_path(fuse_ino_t ino, char path[SNAPFS_PATH_MAX])
 	return rc;
 }
 
+/* The number of a path: its hash, in [2, 2^63), never the 32-bit
+ * "unknown" number readdir gives, nor one a live path holds.  Under
+ * inodes_lock. */
+static fuse_ino_t free_number(const char *path, size_t len)
+{
+	fuse_ino_t ino = (fuse_ino_t)(snapfs_name_hash(path, len) >> 1);
+
+	for (;; ino = (ino + 1) & (UINT64_MAX >> 1))
+		if (ino > FUSE_ROOT_ID && ino != 0xffffffffu && !find_ino(ino))
+			return ino;
+}
+
 int snapfs_inode_ref(const char *path, fuse_ino_t *ino)
 {
 	size_t len = strlen(path), pb;
@@ -94,7 +108,7 @@ int snapfs_inode_ref(const char *path, fuse_ino_t *ino)
 			return -ENOMEM;
 		}
 		memcpy(i->path, path, len + 1);
-		i->ino = ++last_ino;
+		i->ino = free_number(path, len);
 		i->nlookup = 0;
 		i->next_by_path = by_path[pb];
 		by_path[pb] = i;

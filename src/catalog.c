@@ -232,6 +232,20 @@ const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const 
 	return NULL;
 }
 
+/* What a thin LV has data for, from device-mapper's status: one ioctl. */
+static void thin_allocated(struct snapfs_disk *d)
+{
+	struct snapfs_cow cow;
+	char path[300];
+
+	if (d->kind != SNAPFS_ORIGIN_LV || !d->lv.thin || d->lv.major < 0 ||
+	    snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0 ||
+	    snapfs_dm_status(path + strlen("/dev/mapper/"), &cow) < 0 || !cow.valid)
+		return;
+	if (cow.mapped * 512 < d->size)
+		d->allocated = cow.mapped * 512;
+}
+
 /* Partition tables of the live origins, for listings only. */
 static void read_live_partitions(struct snapfs_guest *g)
 {
@@ -242,6 +256,7 @@ static void read_live_partitions(struct snapfs_guest *g)
 		uint64_t size;
 		int fd;
 
+		thin_allocated(d);
 		if (strcmp(d->format, "raw"))
 			continue;
 		if (d->kind == SNAPFS_ORIGIN_FILE)

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -71,6 +72,18 @@ int snapfs_device_open_direct(int fd, unsigned *align)
 ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t len,
 			    uint64_t off)
 {
+	/* A thin snapshot's unmapped blocks are zeroes, and stay so (it is
+	 * never written): no I/O for them, so a reader's readahead over a hole
+	 * costs nothing on the device.  The rest reads up to the next hole. */
+	if (d->has_map && len) {
+		uint64_t data = snapfs_thinmap_seek(&d->map, off, off + len, SEEK_DATA);
+
+		if (data > off) {
+			memset(buf, 0, (size_t)(data - off));
+			return (ssize_t)(data - off);
+		}
+		len = (size_t)(snapfs_thinmap_seek(&d->map, off, off + len, SEEK_HOLE) - off);
+	}
 	/* O_DIRECT wants the buffer, the length and the offset aligned to the
 	 * device's logical blocks; the kernel's page-cache reads always are,
 	 * but for a file's last, short page. */
@@ -89,6 +102,10 @@ int snapfs_device_seek(const struct snapfs_snapdisk *d, uint64_t off, uint64_t e
 {
 	off_t at;
 
+	if (d->has_map) {
+		*out = snapfs_thinmap_seek(&d->map, off, end, whence);
+		return 0;
+	}
 	if (d->kind != SNAPFS_ORIGIN_FILE) {
 		*out = whence == SEEK_DATA ? off : end;
 		return 0;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/dm-ioctl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -29,7 +30,7 @@ static void parse_status(const char *type, const char *status, struct snapfs_cow
 	unsigned long long used, total;
 
 	out->valid = true;
-	out->used = out->total = 0;
+	out->used = out->total = out->mapped = 0;
 	if (!strcmp(type, "snapshot")) {
 		/* "Invalid", "Overflow", "Merge failed", or "USED/TOTAL META" */
 		if (sscanf(status, "%llu/%llu", &used, &total) == 2) {
@@ -39,7 +40,10 @@ static void parse_status(const char *type, const char *status, struct snapfs_cow
 			out->valid = false;
 		}
 	} else if (!strcmp(type, "thin")) {
+		/* "MAPPED_SECTORS HIGHEST_MAPPED", "Fail", or "-" (suspended) */
 		out->valid = strncmp(status, "Fail", 4) != 0;
+		if (sscanf(status, "%llu", &used) == 1)
+			out->mapped = used;
 	} else if (!strcmp(type, "error")) {
 		out->valid = false;
 	}
@@ -99,4 +103,69 @@ int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
 		return -ENOMEM;
 	rc = table_status(dm_name, big, BIG, out);
 	return rc > 0 ? -EIO : rc;
+}
+
+/* One ioctl on dm_name with msg at its data (or none); io in buf, len bytes. */
+static int dm_call(unsigned long cmd, const char *dm_name, uint32_t flags, char *buf,
+		   size_t len, const char *msg)
+{
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+
+	if (control_fd < 0)
+		return -ENODEV;
+	if (strlen(dm_name) >= sizeof(io->name))
+		return -ENAMETOOLONG;
+	memset(buf, 0, len);
+	io->version[0] = DM_VERSION_MAJOR;
+	io->data_size = (uint32_t)len;
+	io->data_start = sizeof(*io);
+	io->flags = flags;
+	strcpy(io->name, dm_name);
+	if (msg) {
+		size_t mlen = strlen(msg) + 1;
+		char *at = buf + io->data_start;
+		uint64_t sector = 0;
+
+		if (io->data_start + offsetof(struct dm_target_msg, message) + mlen > len)
+			return -E2BIG;
+		/* struct dm_target_msg: the sector, then the text. */
+		memcpy(at + offsetof(struct dm_target_msg, sector), &sector, sizeof(sector));
+		memcpy(at + offsetof(struct dm_target_msg, message), msg, mlen);
+	}
+	if (ioctl(control_fd, cmd, io) < 0)
+		return -errno;
+	return 0;
+}
+
+int snapfs_dm_table(const char *dm_name, char *type, size_t tlen, char *params, size_t plen)
+{
+	union {
+		struct dm_ioctl io;
+		char buf[4096];
+	} u;
+	struct dm_target_spec *spec;
+	int rc = dm_call(DM_TABLE_STATUS, dm_name, DM_STATUS_TABLE_FLAG | DM_NOFLUSH_FLAG,
+			 u.buf, sizeof(u), NULL);
+
+	if (rc < 0)
+		return rc;
+	if ((u.io.flags & DM_BUFFER_FULL_FLAG) || u.io.target_count < 1 ||
+	    u.io.data_start + sizeof(*spec) > u.io.data_size || u.io.data_size > sizeof(u))
+		return -EIO;
+	spec = (struct dm_target_spec *)(u.buf + u.io.data_start);
+	u.buf[sizeof(u) - 1] = '\0';
+	spec->target_type[sizeof(spec->target_type) - 1] = '\0';
+	snprintf(type, tlen, "%s", spec->target_type);
+	snprintf(params, plen, "%s", (const char *)(spec + 1));
+	return 0;
+}
+
+int snapfs_dm_message(const char *dm_name, const char *msg)
+{
+	union {
+		struct dm_ioctl io;
+		char buf[1024];
+	} u;
+
+	return dm_call(DM_TARGET_MSG, dm_name, 0, u.buf, sizeof(u), msg);
 }

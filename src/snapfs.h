@@ -226,7 +226,8 @@ int snapfs_device_open(const char *path, uint64_t *size);
 int snapfs_device_open_direct(int fd, unsigned *align);
 struct snapfs_snapdisk;
 /* pread of a snapshot: through its O_DIRECT descriptor when buf, len and
- * off allow, else through the buffered one.  As pread(2). */
+ * off allow, else through the buffered one; a thin snapshot's holes are
+ * zeroes without I/O.  As pread(2): it may return fewer bytes. */
 ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t len,
 			    uint64_t off);
 /* SEEK_DATA or SEEK_HOLE (whence) in [off, end) of a snapshot: where the
@@ -249,12 +250,44 @@ struct snapfs_cow {
 	bool valid;          /* false once the kernel invalidated the snapshot */
 	uint64_t used;       /* COW sectors in use (classic snapshots) */
 	uint64_t total;      /* COW sectors in all, 0 for thin snapshots */
+	uint64_t mapped;     /* thin: sectors the pool has data for */
 };
 
 /* Open /dev/mapper/control once, at start. */
 int snapfs_dm_init(void);
 /* Status of the device-mapper device dm_name ("vg-lv_snap"): 0 or -errno. */
 int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out);
+/* The table of dm_name's (first) target: its type ("thin") and parameters. */
+int snapfs_dm_table(const char *dm_name, char *type, size_t tlen, char *params, size_t plen);
+/* Send msg to dm_name's target (a thin pool's reserve_metadata_snap). */
+int snapfs_dm_message(const char *dm_name, const char *msg);
+
+/* ---- thinmap.c: where a thin snapshot has data --------------------------- */
+
+struct snapfs_extent {
+	uint64_t start, end;  /* bytes, end excluded */
+};
+
+/* Mapped byte ranges, sorted, merged. */
+struct snapfs_thinmap {
+	struct snapfs_extent *ext;
+	size_t n;
+};
+
+/* The mapping of the thin device dm_name (a thin snapshot), read from a
+ * metadata snapshot of its pool (reserved and released here, one at a time
+ * for the whole process).  0, -EBUSY when another tool holds the pool's
+ * metadata snapshot, or -errno. */
+int snapfs_thinmap_read(const char *dm_name, struct snapfs_thinmap *out);
+/* Parse thin_dump's XML for dev_id: 0, -ENOENT (no such device), -EINVAL,
+ * -E2BIG (too fragmented to keep), -ENOMEM. */
+int snapfs_thinmap_parse(const char *xml, uint64_t dev_id, struct snapfs_thinmap *out);
+void snapfs_thinmap_free(struct snapfs_thinmap *m);
+/* As lseek's SEEK_DATA or SEEK_HOLE (whence) in [off, end): end when none. */
+uint64_t snapfs_thinmap_seek(const struct snapfs_thinmap *m, uint64_t off, uint64_t end,
+			     int whence);
+/* Mapped bytes in [start, end). */
+uint64_t snapfs_thinmap_bytes(const struct snapfs_thinmap *m, uint64_t start, uint64_t end);
 
 /* ---- reflink.c: file-backed disks, cloned -------------------------------- */
 
@@ -455,6 +488,8 @@ struct snapfs_snapdisk {
 	char path[300];               /* /dev/mapper/... of the snapshot */
 	const char *dm_name;          /* path without /dev/mapper/ */
 	unsigned cow_warned;          /* 0, 80 or 95: COW use warned about */
+	bool has_map;                 /* a thin snapshot whose mapping is known */
+	struct snapfs_thinmap map;    /* where it has data */
 	/* SNAPFS_ORIGIN_FILE */
 	char *origin_path;            /* the origin file */
 	int clone_fd;                 /* read-write, only to drop the clone; or -1 */
@@ -513,68 +548,5 @@ char *snapfs_snapset_report(void);
 struct timespec snapfs_snapset_epoch(const char *dir);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
-
-/* ---- qcow2.c: qcow2 images, read-only ------------------------------------ */
-
-/* One layer's bytes: a snapshot device, a file, or a buffer in tests. */
-struct snapfs_qcow2_io {
-	/* 0 when all len bytes were read, or -errno (-EIO; -ENXIO past the
-	 * end).  Called from many threads at once. */
-	int (*pread)(void *opaque, void *buf, size_t len, uint64_t off);
-	void *opaque;
-	uint64_t size;              /* the device's or file's: nothing past it is read */
-	const char *guest, *disk;   /* for log lines (copied) */
-};
-
-enum snapfs_extent_kind {
-	SNAPFS_EXTENT_DATA,         /* data here (compressed or not) */
-	SNAPFS_EXTENT_ZERO,         /* zero clusters, or unallocated with nothing below */
-	SNAPFS_EXTENT_BACKING,      /* unallocated here: the layer below decides */
-};
-
-struct snapfs_qcow2;
-
-/* Open the qcow2 image io holds, when a snapshot set with a qcow2 disk is
- * made: header checked, active L1 table read (io is copied; its opaque
- * must outlive the image).  0; -EINVAL for a header that is not sound,
- * -EOPNOTSUPP for what is not decoded (encryption, an external data file,
- * an unknown incompatible feature, version or compression type), each
- * logged with the reason; -ENOMEM; or io's -errno. */
-int snapfs_qcow2_open(const struct snapfs_qcow2_io *io, struct snapfs_qcow2 **out);
-/* Free the image; no read of it may be running.  NULL is ignored. */
-void snapfs_qcow2_close(struct snapfs_qcow2 *q);
-/* The backing file the image names, as written (relative to the image's
- * directory unless absolute): 1 to 1023 bytes, no control bytes; or NULL. */
-const char *snapfs_qcow2_backing_name(const struct snapfs_qcow2 *q);
-/* The backing file's format as the image records it ("qcow2", "raw"), or
- * NULL when it does not say. */
-const char *snapfs_qcow2_backing_format(const struct snapfs_qcow2 *q);
-/* Before the first read: the layer below, another qcow2 image or a raw one
- * (neither: unallocated clusters read as zeroes), read only up to its size.
- * It must outlive q.  0, -EINVAL with both, -ELOOP when q is below backing
- * already or the chain below would be over 256 layers deep. */
-int snapfs_qcow2_set_backing(struct snapfs_qcow2 *q, struct snapfs_qcow2 *backing,
-			     const struct snapfs_qcow2_io *raw);
-uint64_t snapfs_qcow2_virtual_size(const struct snapfs_qcow2 *q);
-unsigned snapfs_qcow2_cluster_size(const struct snapfs_qcow2 *q);
-unsigned snapfs_qcow2_version(const struct snapfs_qcow2 *q);
-/* Read the virtual disk, from any thread.  0; -EINVAL past the virtual
- * size; -EIO where a table or cluster is bad (logged once per image);
- * -ENOMEM; or an io's -errno. */
-int snapfs_qcow2_read(struct snapfs_qcow2 *q, void *buf, size_t len, uint64_t off);
-/* For lseek and st_blocks: the extent at off, *len (> 0) bytes of one kind
- * (it may stop short of the next kind: ask again).  0, -ENXIO at or past
- * the virtual size, -EIO as for a read. */
-int snapfs_qcow2_extent(struct snapfs_qcow2 *q, uint64_t off, uint64_t *len,
-			enum snapfs_extent_kind *kind);
-/* Bytes of the virtual disk this image (not the layers below) holds data
- * for, compressed clusters whole.  Reads each L2 table once (at most the
- * device's size in all); the answer is kept.  0 or -errno. */
-int snapfs_qcow2_allocated(struct snapfs_qcow2 *q, uint64_t *bytes);
-/* Where the container ends, as qemu-img check's "Image end offset": a
- * whole cluster past the last one in use, so up to a cluster past io's
- * size when the image ends in a compressed cluster (cut it there).  0 or
- * -errno (a bad table here is skipped, not an error). */
-int snapfs_qcow2_image_end(struct snapfs_qcow2 *q, uint64_t *end);
 
 #endif

@@ -129,6 +129,7 @@ static void free_set(struct snapfs_snapset *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		snapfs_partitions_free(&s->disk[i].parts);
+		snapfs_thinmap_free(&s->disk[i].map);
 		free(s->disk[i].origin_path);
 	}
 	free(s->disk);
@@ -384,6 +385,35 @@ static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 	return 0;
 }
 
+/* Where the thin snapshot of disk i has data, for its holes and st_blocks.
+ * Without it (another tool holds the pool's metadata snapshot, no
+ * thin_dump) the disk counts as all data: never an error to the reader. */
+static void read_thin_map(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+{
+	char key[300];
+	int rc = snapfs_thinmap_read(d->dm_name, &d->map);
+
+	if (rc == 0) {
+		d->has_map = true;
+		d->allocated = snapfs_thinmap_bytes(&d->map, 0, d->size);
+		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: %zu mapped extents, %" PRIu64
+			     " of %" PRIu64 " bytes",
+			     g->dir, g->disk[i].target, d->map.n, d->allocated, d->size);
+		return;
+	}
+	if (rc == -EBUSY) {
+		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: the metadata snapshot of its "
+			     "thin pool is held by another tool; all of it counts as data",
+			     g->dir, g->disk[i].target);
+		return;
+	}
+	snprintf(key, sizeof(key), "thinmap %s/%s", d->vg, d->origin);
+	if (snapfs_log_first(key, strerror(-rc)))
+		snapfs_warn("guest %s disk %s: the holes of thin LV %s/%s are not known (%s); "
+			    "all of it counts as data",
+			    g->dir, g->disk[i].target, d->vg, d->origin, strerror(-rc));
+}
+
 /* Snapshot every disk (the guest frozen only for the lvcreate calls and
  * the clones), then open the snapshots.  All or nothing. */
 static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
@@ -440,6 +470,8 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		if (rc < 0)
 			goto undo;
 		fd = d->fd;
+		if (g->disk[i].kind == SNAPFS_ORIGIN_LV && g->disk[i].lv.thin)
+			read_thin_map(g, d, i);
 		d->dfd = snapfs_device_open_direct(fd, &d->dio_align);
 		if (d->dfd < 0)
 			snapfs_debug(SNAPFS_DBG_SNAP,
@@ -457,6 +489,12 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 				goto undo;
 			}
 			snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
+			for (size_t p = 0; d->has_map && p < d->parts.n; p++) {
+				struct snapfs_partition *part = &d->parts.part[p];
+
+				part->allocated = snapfs_thinmap_bytes(&d->map, part->start,
+								       part->start + part->size);
+			}
 		}
 	}
 	return 0;

@@ -15,6 +15,8 @@ packages=(
 	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu python3
 	# tests: disks in files on XFS and btrfs, qcow2 images (reflink-*.sh)
 	xfsprogs btrfs-progs qemu-utils
+	# tests: the holes of thin LVs (thin-holes.sh), and snapfs's own use
+	thin-provisioning-tools
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
 	systemd
 	# tests: lvmlockd with sanlock for a shared VG (shared-vg.sh)
