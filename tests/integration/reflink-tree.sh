@@ -85,6 +85,12 @@ P
 		fail "$fstype: the set's log line does not name vda's clone of $mbr"
 	[ "$(ls_c "$img")" = "$names_before" ] || fail "$fstype: the origins' directory changed: $(ls_c "$img")"
 	[ -n "$(xattr snapshot "$mnt/alpha/vdb.raw")" ] || fail "$fstype: no snapshot xattr while held"
+	# The test driver's guests run and answer a freeze: the clones were
+	# made inside it, as LVM snapshots are.
+	[ "$(xattr consistency "$mnt/alpha/vdb.raw")" = frozen ] ||
+		fail "$fstype: the clones were not made with the guest frozen"
+	grep -q "guest alpha: filesystems thawed after" "$SNAPFS_LOG" ||
+		fail "$fstype: no thaw logged for alpha"
 	local status
 	status=$(cat "$mnt/.snapfs-status")
 	grep -qE "^  disk: vda\.raw origin=$(re_escape "$mbr") snapshot=reflink fs=$(re_escape "$fs") \($fstype\) free=[0-9]+MiB reserve=[0-9]+MiB clone=held$" <<<"$status" ||
