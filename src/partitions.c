@@ -22,6 +22,14 @@
  * Both libblkid probes are given the extent to read (the disk, then each
  * partition), so libblkid never reads past disk_size.  libblkid reads with
  * lseek and read: the fd's file offset moves, so callers use pread on it.
+ *
+ * A disk that has no descriptor (a qcow2 image, decoded in snapfs) is read
+ * through a callback into a sparse memfd of its size, which libblkid is
+ * given: precheck() copies what it reads there, and the GPT entry arrays,
+ * the first and last MiB of the disk and of each partition are copied
+ * before libblkid looks.  What libblkid would read elsewhere reads as
+ * zeroes: at worst a table or a filesystem is not found, never a partition
+ * at a wrong place (every extent is checked against what precheck read).
  */
 #include "config.h"
 
@@ -30,6 +38,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "snapfs.h"
 
@@ -53,7 +63,13 @@ struct disk {
 	unsigned sector_size;
 	const char *guest;
 	const char *name;
+	/* A disk read through a callback: fd is then a memfd filled on demand. */
+	int (*src)(void *opaque, void *buf, size_t len, uint64_t off);
+	void *opaque;
 };
+
+/* What libblkid may read of a region is copied into the memfd first. */
+#define POPULATE_EDGE (1u << 20)
 
 /* Bytes [start, end). */
 struct extent {
@@ -90,11 +106,52 @@ static uint32_t get_le32(const uint8_t *p)
 
 static int read_at(const struct disk *d, uint64_t off, void *buf, size_t len)
 {
-	ssize_t r = pread(d->fd, buf, len, off);
+	ssize_t r;
 
+	if (d->src) {
+		if (off > d->size || len > d->size - off)
+			return -EIO;
+		r = d->src(d->opaque, buf, len, off);
+		if (r < 0)
+			return (int)r;
+		return pwrite(d->fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : -EIO;
+	}
+	r = pread(d->fd, buf, len, off);
 	if (r < 0)
 		return -errno;
 	return (size_t)r == len ? 0 : -EIO;
+}
+
+/* For a disk read through a callback: copy [off, off + len) into the memfd,
+ * cut at the disk's end.  A no-op for a disk with a descriptor of its own. */
+static int populate(const struct disk *d, uint64_t off, uint64_t len)
+{
+	char buf[65536];
+
+	if (!d->src || off >= d->size)
+		return 0;
+	if (len > d->size - off)
+		len = d->size - off;
+	while (len) {
+		size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+		int r = read_at(d, off, buf, n);
+
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* The first and last POPULATE_EDGE bytes of [start, start + size). */
+static int populate_edges(const struct disk *d, uint64_t start, uint64_t size)
+{
+	int r = populate(d, start, size < POPULATE_EDGE ? size : POPULATE_EDGE);
+
+	if (!r && size > POPULATE_EDGE)
+		r = populate(d, start + size - POPULATE_EDGE, POPULATE_EDGE);
+	return r;
 }
 
 /* ---- MBR and EBR chain, before libblkid ----------------------------------- */
@@ -299,8 +356,14 @@ static int gpt_header_check(const struct disk *d, uint64_t lba)
 		return r;
 	count = get_le32(h + 80);
 	size = get_le32(h + 84);
-	if ((uint64_t)count * size <= GPT_ARRAY_MAX)
+	if ((uint64_t)count * size <= GPT_ARRAY_MAX) {
+		uint64_t entries = (uint64_t)get_le32(h + 72) | (uint64_t)get_le32(h + 76) << 32;
+
+		/* The entry array libblkid reads next (a bad LBA reads nothing). */
+		if (entries < d->size / d->sector_size)
+			return populate(d, entries * d->sector_size, (uint64_t)count * size);
 		return 0;
+	}
 	disk_warn(d,
 		  "GPT header at byte %" PRIu64 " has %" PRIu32 " entries of %" PRIu32
 		  " bytes; partition table ignored",
@@ -621,7 +684,9 @@ static void identify(const struct disk *d, struct snapfs_partition *p)
 	blkid_probe pr CLEANUP_PROBE = NULL;
 	int r;
 
-	r = new_probe(d, p->start, p->size, &pr);
+	r = populate_edges(d, p->start, p->size);
+	if (!r)
+		r = new_probe(d, p->start, p->size, &pr);
 	if (!r && (blkid_probe_enable_superblocks(pr, 1) ||
 		   blkid_probe_set_superblocks_flags(pr, flags)))
 		r = -ENOMEM;
@@ -649,25 +714,61 @@ static bool sector_size_ok(unsigned s)
 	return s >= 512 && s <= 65536 && !(s & (s - 1));
 }
 
+static int read_disk(struct disk *d, struct snapfs_partitions *out);
+
 /* Called when a disk's snapshot is opened, to list the partitions exposed as
  * files, sorted by number.  out is always set; snapfs_partitions_free() it. */
 int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
 			   const char *guest, const char *disk,
 			   struct snapfs_partitions *out)
 {
-	struct disk d = { fd, disk_size, sector_size, guest, disk };
+	struct disk d = { fd, disk_size, sector_size, guest, disk, NULL, NULL };
+
+	memset(out, 0, sizeof(*out));
+	if (fd < 0)
+		return -EINVAL;
+	return read_disk(&d, out);
+}
+
+int snapfs_partitions_read_from(int (*src)(void *opaque, void *buf, size_t len,
+					   uint64_t off),
+				void *opaque, uint64_t disk_size, unsigned sector_size,
+				const char *guest, const char *disk,
+				struct snapfs_partitions *out)
+{
+	struct disk d = { -1, disk_size, sector_size, guest, disk, src, opaque };
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if (fd < 0 || !sector_size_ok(sector_size) || disk_size > INT64_MAX)
+	if (!sector_size_ok(sector_size) || disk_size > INT64_MAX)
+		return -EINVAL;
+	d.fd = memfd_create("snapfs-partitions", MFD_CLOEXEC);
+	if (d.fd < 0)
+		return -errno;
+	r = ftruncate(d.fd, (off_t)disk_size) < 0 ? -errno : 0;
+	if (!r)
+		r = populate_edges(&d, 0, disk_size);
+	if (!r)
+		r = read_disk(&d, out);
+	close(d.fd);
+	return r;
+}
+
+static int read_disk(struct disk *d, struct snapfs_partitions *out)
+{
+	uint64_t disk_size = d->size;
+	unsigned sector_size = d->sector_size;
+	int r;
+
+	if (!sector_size_ok(sector_size) || disk_size > INT64_MAX)
 		return -EINVAL;
 	if (disk_size < sector_size) {
-		disk_debug(&d, "%" PRIu64 " bytes: no room for a table", disk_size);
+		disk_debug(d, "%" PRIu64 " bytes: no room for a table", disk_size);
 		return 0;
 	}
-	r = precheck(&d);
+	r = precheck(d);
 	if (!r)
-		r = read_table(&d, out);
+		r = read_table(d, out);
 	if (r < 0) {
 		snapfs_partitions_free(out);
 		return r;
@@ -678,7 +779,7 @@ int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
 		return 0;
 	}
 	for (size_t i = 0; i < out->n; i++)
-		identify(&d, &out->part[i]);
+		identify(d, &out->part[i]);
 	/* libblkid lists them in order already; the contract should not rest
 	 * on that. */
 	qsort(out->part, out->n, sizeof(*out->part), by_number);

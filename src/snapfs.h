@@ -209,6 +209,13 @@ struct snapfs_partitions {
 int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
 			   const char *guest, const char *disk,
 			   struct snapfs_partitions *out);
+/* The same for a disk read through src (a decoded qcow2 image): what
+ * libblkid reads comes from src, copied into a sparse memfd first. */
+int snapfs_partitions_read_from(int (*src)(void *opaque, void *buf, size_t len,
+					   uint64_t off),
+				void *opaque, uint64_t disk_size, unsigned sector_size,
+				const char *guest, const char *disk,
+				struct snapfs_partitions *out);
 void snapfs_partitions_free(struct snapfs_partitions *p);
 int snapfs_partitions_copy(const struct snapfs_partitions *from, struct snapfs_partitions *to);
 

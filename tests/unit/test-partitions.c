@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,6 +282,54 @@ struct result {
 	const char *log; /* what snapfs logged meanwhile, debug lines too */
 };
 
+/* The disk read through a callback, as a decoded qcow2 image is. */
+static int read_fd(void *opaque, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pread(*(int *)opaque, buf, len, (off_t)off);
+
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* snapfs_partitions_read_from over the same disk must find the same table:
+ * every test here checks both paths. */
+static void assert_same_through_callback(const struct result *r, int fd, uint64_t disk_size,
+					 unsigned ss)
+{
+	struct snapfs_partitions q;
+	int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY);
+	int rc;
+
+	fflush(stderr);
+	dup2(null, STDERR_FILENO);
+	rc = snapfs_partitions_read_from(read_fd, &fd, disk_size, ss, "g1", "vda", &q);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(null);
+	/* A disk that is not what it claims fails either way, with its own
+	 * errno (libblkid's or the callback's). */
+	if (r->rc < 0) {
+		assert_true(rc < 0);
+		assert_int_equal(q.n, 0);
+		return;
+	}
+	assert_int_equal(rc, r->rc);
+	assert_int_equal(q.n, r->p.n);
+	assert_string_equal(q.table, r->p.table);
+	for (size_t i = 0; i < q.n; i++) {
+		const struct snapfs_partition *a = &r->p.part[i], *b = &q.part[i];
+
+		assert_int_equal(a->number, b->number);
+		assert_int_equal(a->start, b->start);
+		assert_int_equal(a->size, b->size);
+		assert_string_equal(a->type, b->type);
+		assert_string_equal(a->fstype, b->fstype);
+		assert_string_equal(a->label, b->label);
+		assert_string_equal(a->uuid, b->uuid);
+	}
+	snapfs_partitions_free(&q);
+}
+
 static int run(struct result *r, int fd, uint64_t disk_size, unsigned ss)
 {
 	static char log[1 << 20];
@@ -306,6 +355,8 @@ static int run(struct result *r, int fd, uint64_t disk_size, unsigned ss)
 		if (!line[strcspn(line, "\n")])
 			break;
 	}
+	if (fd >= 0)
+		assert_same_through_callback(r, fd, disk_size, ss);
 	return r->rc;
 }
 
