@@ -14,23 +14,6 @@
 
 #include "snapfs-fuse.h"
 
-/* mountinfo writes space, tab, newline and backslash as \ooo. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
 int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *minor)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -54,7 +37,7 @@ int snapfs_fs_find_mount(const char *mountpoint, unsigned *major, unsigned *mino
 				fstype = strtok_r(NULL, " ", &save);
 				break;
 			}
-		unescape(mnt);
+		snapfs_unescape_octal(mnt);
 		if (!fstype || strcmp(fstype, "fuse.snapfs") || strcmp(mnt, mountpoint) ||
 		    sscanf(dev, "%u:%u", &ma, &mi) != 2)
 			continue;

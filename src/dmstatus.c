@@ -49,62 +49,6 @@ static void parse_status(const char *type, const char *status, struct snapfs_cow
 	}
 }
 
-/* One DM_TABLE_STATUS into buf of len bytes; 1 when the kernel wants a
- * larger buffer. */
-static int table_status(const char *dm_name, char *buf, size_t len, struct snapfs_cow *out)
-{
-	struct dm_ioctl *io = (struct dm_ioctl *)buf;
-	struct dm_target_spec *spec;
-
-	/* All of it: the kernel fills what it writes, but nothing says which. */
-	memset(buf, 0, len);
-	io->version[0] = DM_VERSION_MAJOR;
-	io->data_size = (uint32_t)len;
-	io->data_start = sizeof(*io);
-	/* Status without flushing: we only read it. */
-	io->flags = DM_NOFLUSH_FLAG;
-	strcpy(io->name, dm_name);
-	if (ioctl(control_fd, DM_TABLE_STATUS, io) < 0)
-		return -errno;
-	if (io->flags & DM_BUFFER_FULL_FLAG)
-		return 1;
-	if (io->target_count < 1 || io->data_start + sizeof(*spec) > io->data_size ||
-	    io->data_size > len)
-		return -EIO;
-	spec = (struct dm_target_spec *)(buf + io->data_start);
-	/* The status text follows the spec, NUL-terminated inside data_size. */
-	buf[len - 1] = '\0';
-	spec->target_type[sizeof(spec->target_type) - 1] = '\0';
-	parse_status(spec->target_type, (const char *)(spec + 1), out);
-	return 0;
-}
-
-/* Called after every read: the kernel copies the whole buffer in and out,
- * so a small one (a snapshot's status is one short line) is tried first. */
-int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
-{
-	union {
-		struct dm_ioctl io;
-		char buf[1024];
-	} small;
-	CLEANUP_FREE char *big = NULL;
-	enum { BIG = 16384 };
-	int rc;
-
-	if (control_fd < 0)
-		return -ENODEV;
-	if (strlen(dm_name) >= sizeof(small.io.name))
-		return -ENAMETOOLONG;
-	rc = table_status(dm_name, small.buf, sizeof(small), out);
-	if (rc <= 0)
-		return rc;
-	big = malloc(BIG);
-	if (!big)
-		return -ENOMEM;
-	rc = table_status(dm_name, big, BIG, out);
-	return rc > 0 ? -EIO : rc;
-}
-
 /* One ioctl on dm_name with msg at its data (or none); io in buf, len bytes. */
 static int dm_call(unsigned long cmd, const char *dm_name, uint32_t flags, char *buf,
 		   size_t len, const char *msg)
@@ -137,6 +81,64 @@ static int dm_call(unsigned long cmd, const char *dm_name, uint32_t flags, char 
 	return 0;
 }
 
+/* The first target of the DM_TABLE_STATUS reply in buf (len bytes), its
+ * text after it NUL-terminated: 0, 1 when the kernel wants a larger
+ * buffer, or -EIO. */
+static int first_target(char *buf, size_t len, struct dm_target_spec **spec)
+{
+	struct dm_ioctl *io = (struct dm_ioctl *)buf;
+
+	if (io->flags & DM_BUFFER_FULL_FLAG)
+		return 1;
+	if (io->target_count < 1 || io->data_start + sizeof(**spec) > io->data_size ||
+	    io->data_size > len)
+		return -EIO;
+	*spec = (struct dm_target_spec *)(buf + io->data_start);
+	buf[len - 1] = '\0';
+	(*spec)->target_type[sizeof((*spec)->target_type) - 1] = '\0';
+	return 0;
+}
+
+/* One DM_TABLE_STATUS into buf of len bytes, without flushing (we only
+ * read); 1 when the kernel wants a larger buffer. */
+static int table_status(const char *dm_name, char *buf, size_t len, struct snapfs_cow *out)
+{
+	struct dm_target_spec *spec;
+	int rc = dm_call(DM_TABLE_STATUS, dm_name, DM_NOFLUSH_FLAG, buf, len, NULL);
+
+	if (rc == 0)
+		rc = first_target(buf, len, &spec);
+	if (rc == 0)
+		parse_status(spec->target_type, (const char *)(spec + 1), out);
+	return rc;
+}
+
+/* Called after every read: the kernel copies the whole buffer in and out,
+ * so a small one (a snapshot's status is one short line) is tried first. */
+int snapfs_dm_status(const char *dm_name, struct snapfs_cow *out)
+{
+	union {
+		struct dm_ioctl io;
+		char buf[1024];
+	} small;
+	CLEANUP_FREE char *big = NULL;
+	enum { BIG = 16384 };
+	int rc;
+
+	if (control_fd < 0)
+		return -ENODEV;
+	if (strlen(dm_name) >= sizeof(small.io.name))
+		return -ENAMETOOLONG;
+	rc = table_status(dm_name, small.buf, sizeof(small), out);
+	if (rc <= 0)
+		return rc;
+	big = malloc(BIG);
+	if (!big)
+		return -ENOMEM;
+	rc = table_status(dm_name, big, BIG, out);
+	return rc > 0 ? -EIO : rc;
+}
+
 int snapfs_dm_table(const char *dm_name, char *type, size_t tlen, char *params, size_t plen)
 {
 	union {
@@ -147,14 +149,10 @@ int snapfs_dm_table(const char *dm_name, char *type, size_t tlen, char *params, 
 	int rc = dm_call(DM_TABLE_STATUS, dm_name, DM_STATUS_TABLE_FLAG | DM_NOFLUSH_FLAG,
 			 u.buf, sizeof(u), NULL);
 
-	if (rc < 0)
-		return rc;
-	if ((u.io.flags & DM_BUFFER_FULL_FLAG) || u.io.target_count < 1 ||
-	    u.io.data_start + sizeof(*spec) > u.io.data_size || u.io.data_size > sizeof(u))
-		return -EIO;
-	spec = (struct dm_target_spec *)(u.buf + u.io.data_start);
-	u.buf[sizeof(u) - 1] = '\0';
-	spec->target_type[sizeof(spec->target_type) - 1] = '\0';
+	if (rc == 0)
+		rc = first_target(u.buf, sizeof(u), &spec);
+	if (rc)
+		return rc < 0 ? rc : -EIO;
 	snprintf(type, tlen, "%s", spec->target_type);
 	snprintf(params, plen, "%s", (const char *)(spec + 1));
 	return 0;

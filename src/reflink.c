@@ -55,23 +55,6 @@ static void fs_type_name(long type, char *out, size_t outlen)
 	snprintf(out, outlen, "0x%lx", (unsigned long)type);
 }
 
-/* Unescape mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape_octal(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
 /* The mount a descriptor is on, from /proc/self/fdinfo ("mnt_id:"): unlike
  * st_dev, it is what mountinfo lists also for a btrfs subvolume.  -1 when
  * not known. */
@@ -109,7 +92,7 @@ static void mount_point(long mnt_id, char *out, size_t outlen)
 		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
 		if (sscanf(line, "%ld %*u %*u:%*u %*s %4095s", &id, mnt) != 2 || id != mnt_id)
 			continue;
-		unescape_octal(mnt);
+		snapfs_unescape_octal(mnt);
 		snprintf(out, outlen, "%.*s", (int)outlen - 1, mnt);
 		break;
 	}

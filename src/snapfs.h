@@ -22,6 +22,9 @@ void snapfs_free_ptr(void *p);
 void snapfs_close_fd(int *fd);
 #define CLEANUP_FREE __attribute__((cleanup(snapfs_free_ptr)))
 #define CLEANUP_CLOSE __attribute__((cleanup(snapfs_close_fd)))
+/* mountinfo writes space, tab, newline and backslash as \ooo: undo it in
+ * place. */
+void snapfs_unescape_octal(char *s);
 
 /* ---- log.c ------------------------------------------------------------- */
 

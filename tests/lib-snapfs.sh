@@ -239,3 +239,24 @@ snapfs_kill9() {
 	rm -f "$SNAPFS_LOG.pid"
 	fusermount3 -u -z "$1" 2>/dev/null || umount -l "$1"
 }
+
+# seek_map FILE: the data extents of FILE as SEEK_DATA and SEEK_HOLE give
+# them, one "START END" line each (bytes, END excluded).
+seek_map() {
+	python3 - "$1" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+off = 0
+while off < size:
+    try:
+        data = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            raise
+        break
+    hole = os.lseek(fd, data, os.SEEK_HOLE)
+    print(data, hole)
+    off = hole
+PY
+}

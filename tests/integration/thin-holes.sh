@@ -34,25 +34,6 @@ mnt=/tmp/snapfs-thinholes
 snapfs_start "test://$xml" $mnt -o freeze=off
 g=$mnt/thin
 
-seek_map() {
-	python3 - "$1" <<'PY'
-import errno, os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size = os.fstat(fd).st_size
-off = 0
-while off < size:
-    try:
-        data = os.lseek(fd, off, os.SEEK_DATA)
-    except OSError as e:
-        if e.errno != errno.ENXIO:
-            raise
-        break
-    hole = os.lseek(fd, data, os.SEEK_HOLE)
-    print(data, hole)
-    off = hole
-PY
-}
-
 # Hold a set; find its snapshot's thin device and pool.
 exec 3<"$g/vda.raw"
 snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot "$g/vda.raw")
