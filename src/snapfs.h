@@ -559,4 +559,68 @@ struct timespec snapfs_snapset_epoch(const char *dir);
 /* Number of sets held (for tests and the status view). */
 size_t snapfs_snapset_count(void);
 
+/* ---- qcow2.c: qcow2 images, read-only ------------------------------------ */
+
+/* One layer's bytes: a snapshot device, a file, or a buffer in tests. */
+struct snapfs_qcow2_io {
+	/* 0 when all len bytes were read, or -errno (-EIO; -ENXIO past the
+	 * end).  Called from many threads at once. */
+	int (*pread)(void *opaque, void *buf, size_t len, uint64_t off);
+	void *opaque;
+	uint64_t size;              /* the device's or file's: nothing past it is read */
+	const char *guest, *disk;   /* for log lines (copied) */
+};
+
+enum snapfs_extent_kind {
+	SNAPFS_EXTENT_DATA,         /* data here (compressed or not) */
+	SNAPFS_EXTENT_ZERO,         /* zero clusters, or unallocated with nothing below */
+	SNAPFS_EXTENT_BACKING,      /* unallocated here: the layer below decides */
+};
+
+struct snapfs_qcow2;
+
+/* Open the qcow2 image io holds, when a snapshot set with a qcow2 disk is
+ * made: header checked, active L1 table read (io is copied; its opaque
+ * must outlive the image).  0; -EINVAL for a header that is not sound,
+ * -EOPNOTSUPP for what is not decoded (encryption, an external data file,
+ * an unknown incompatible feature, version or compression type), each
+ * logged with the reason; -ENOMEM; or io's -errno. */
+int snapfs_qcow2_open(const struct snapfs_qcow2_io *io, struct snapfs_qcow2 **out);
+/* Free the image; no read of it may be running.  NULL is ignored. */
+void snapfs_qcow2_close(struct snapfs_qcow2 *q);
+/* The backing file the image names, as written (relative to the image's
+ * directory unless absolute): 1 to 1023 bytes, no control bytes; or NULL. */
+const char *snapfs_qcow2_backing_name(const struct snapfs_qcow2 *q);
+/* The backing file's format as the image records it ("qcow2", "raw"), or
+ * NULL when it does not say. */
+const char *snapfs_qcow2_backing_format(const struct snapfs_qcow2 *q);
+/* Before the first read: the layer below, another qcow2 image or a raw one
+ * (neither: unallocated clusters read as zeroes), read only up to its size.
+ * It must outlive q.  0, -EINVAL with both, -ELOOP when backing is q or has
+ * q below it, or the chain below would be over 256 layers deep. */
+int snapfs_qcow2_set_backing(struct snapfs_qcow2 *q, struct snapfs_qcow2 *backing,
+			     const struct snapfs_qcow2_io *raw);
+/* What the header says: the disk's size in bytes, 512 to 2 MiB, 2 or 3. */
+uint64_t snapfs_qcow2_virtual_size(const struct snapfs_qcow2 *q);
+unsigned snapfs_qcow2_cluster_size(const struct snapfs_qcow2 *q);
+unsigned snapfs_qcow2_version(const struct snapfs_qcow2 *q);
+/* Read the virtual disk, from any thread.  0; -EINVAL past the virtual
+ * size; -EIO where a table or cluster is bad (logged once per image);
+ * -ENOMEM; or an io's -errno. */
+int snapfs_qcow2_read(struct snapfs_qcow2 *q, void *buf, size_t len, uint64_t off);
+/* For lseek and st_blocks: the extent at off, *len (> 0) bytes of one kind
+ * (it may stop short of the next kind: ask again).  0, -ENXIO at or past
+ * the virtual size, -EIO as for a read. */
+int snapfs_qcow2_extent(struct snapfs_qcow2 *q, uint64_t off, uint64_t *len,
+			enum snapfs_extent_kind *kind);
+/* Bytes of the virtual disk this image (not the layers below) holds data
+ * for, compressed clusters whole.  Reads each L2 table once (at most the
+ * device's size in all); the answer is kept.  0 or -errno. */
+int snapfs_qcow2_allocated(struct snapfs_qcow2 *q, uint64_t *bytes);
+/* Where the container ends, as qemu-img check's "Image end offset": a
+ * whole cluster past the last one in use, so up to a cluster past io's
+ * size when the image ends in a compressed cluster (cut it there).  0 or
+ * -errno (a bad table here is skipped, not an error). */
+int snapfs_qcow2_image_end(struct snapfs_qcow2 *q, uint64_t *end);
+
 #endif

@@ -6,6 +6,10 @@
  *	replay-partitions --pack SECTOR_SIZE IMAGE OUTPUT
  *		write the input that describes a disk image (make-corpus.sh)
  *
+ * replay-qcow2 is the same over tests/fuzz/corpus-qcow2, and packs with
+ * --pack DEVICE_MIB IMAGE OUTPUT (the size of the device that holds the
+ * image, 0 for the image's own).
+ *
  * A broken invariant aborts, so a failing replay is a crash with the
  * file's name just above it.
  */
@@ -20,7 +24,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fuzz-partitions.h"
+#include "fuzz.h"
+
+/* The corpus make check replays, and what --pack takes (-D in Makefile.am). */
+#ifndef FUZZ_CORPUS
+#define FUZZ_CORPUS "tests/fuzz/corpus"
+#endif
+#ifndef FUZZ_PACK_ARG
+#define FUZZ_PACK_ARG "SECTOR_SIZE"
+#endif
 
 static int read_file(const char *path, uint8_t **data, size_t *len)
 {
@@ -104,7 +116,7 @@ static int replay(const char *path)
 	return rc < 0 ? -1 : done;
 }
 
-static int pack(const char *ss_text, const char *image_path, const char *out_path)
+static int pack(const char *arg, const char *image_path, const char *out_path)
 {
 	uint8_t *out = NULL;
 	size_t out_len;
@@ -117,12 +129,12 @@ static int pack(const char *ss_text, const char *image_path, const char *out_pat
 		fprintf(stderr, "replay: %s: %s\n", image_path, strerror(errno));
 		return 1;
 	}
-	r = fuzz_pack(fd, (uint64_t)st.st_size, (unsigned)strtoul(ss_text, NULL, 10),
-		      &out, &out_len);
+	r = fuzz_pack(fd, (uint64_t)st.st_size, (unsigned)strtoul(arg, NULL, 10), &out,
+		      &out_len);
 	close(fd);
 	if (r < 0) {
-		fprintf(stderr, "replay: cannot pack %s with %s-byte sectors: %s\n",
-			image_path, ss_text, strerror(-r));
+		fprintf(stderr, "replay: cannot pack %s with %s %s: %s\n", image_path,
+			FUZZ_PACK_ARG, arg, strerror(-r));
 		return 1;
 	}
 	f = fopen(out_path, "wb");
@@ -144,7 +156,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && argv[1][0] == '-') {
 		fprintf(stderr,
 			"usage: %s [FILE|DIR]...\n"
-			"       %s --pack SECTOR_SIZE IMAGE OUTPUT\n",
+			"       %s --pack " FUZZ_PACK_ARG " IMAGE OUTPUT\n",
 			argv[0], argv[0]);
 		return 2;
 	}
@@ -153,7 +165,7 @@ int main(int argc, char **argv)
 		char *corpus;
 		int n;
 
-		if (asprintf(&corpus, "%s/tests/fuzz/corpus", srcdir ? srcdir : ".") < 0)
+		if (asprintf(&corpus, "%s/" FUZZ_CORPUS, srcdir ? srcdir : ".") < 0)
 			return 99;
 		n = replay(corpus);
 		free(corpus);
