@@ -18,15 +18,17 @@ make -j"$(nproc)" check || rc=$?
 
 # One line per kind of test, then the closing count.
 count() { { grep -l "^:test-result: $2" $1 2>/dev/null || true; } | wc -l; }
-unit_pass=$(count "tests/unit/*.trs tests/fuzz/*.trs" PASS)
-unit_fail=$(( $(count "tests/unit/*.trs tests/fuzz/*.trs" FAIL) + $(count "tests/unit/*.trs tests/fuzz/*.trs" ERROR) ))
+unit="tests/unit/*.trs tests/fuzz/*.trs tests/qcow2/*.trs"
+unit_pass=$(count "$unit" PASS)
+unit_fail=$(( $(count "$unit" FAIL) + $(count "$unit" ERROR) ))
+unit_skip=$(count "$unit" SKIP)
 int_pass=$(count "tests/integration/*.trs" PASS)
 int_fail=$(( $(count "tests/integration/*.trs" FAIL) + $(count "tests/integration/*.trs" ERROR) ))
 int_skip=$(count "tests/integration/*.trs" SKIP)
-echo "unit tests (and the fuzz corpus replay): $unit_pass passed, $unit_fail failed"
+echo "unit tests (the fuzz corpus replays, the qcow2 decoder against qemu-img): $unit_pass passed, $unit_fail failed, $unit_skip skipped"
 echo "integration tests: $int_pass passed, $int_fail failed, $int_skip skipped"
 if [ "$rc" -ne 0 ]; then
 	cat test-suite.log
 fi
-echo "$((unit_pass + int_pass)) passed, $((unit_fail + int_fail)) failed, $int_skip skipped"
+echo "$((unit_pass + int_pass)) passed, $((unit_fail + int_fail)) failed, $((unit_skip + int_skip)) skipped"
 exit "$rc"
