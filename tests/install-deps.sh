@@ -15,6 +15,7 @@ packages=(
 	fdisk gdisk e2fsprogs attr valgrind libvirt-daemon libvirt-daemon-driver-qemu python3
 	# tests: disks in files on XFS and btrfs, qcow2 images (reflink-*.sh)
 	xfsprogs btrfs-progs qemu-utils
+	rsync borgbackup restic # tests: backup clients (backup-clients*.sh)
 	# tests: the holes of thin LVs (thin-holes.sh), and snapfs's own use
 	thin-provisioning-tools
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
