@@ -103,9 +103,17 @@ static int open_image(const struct snapfs_node *n, struct snapfs_file *f)
 		goto fail;
 	}
 	f->disk = sd;
+	f->img = n->container ? &sd->container : &sd->view;
+	if (f->img->kind == SNAPFS_IMAGE_NONE) {
+		snapfs_error("guest %s disk %s: %s is not served from this snapshot set "
+			     "(said above): EIO",
+			     n->guest->dir, n->disk->target, n->disk->view);
+		rc = -EIO;
+		goto fail;
+	}
 	f->stamp = snapfs_snapset_stamp(f->set);
-	f->size = sd->size;
-	f->allocated = sd->allocated;
+	f->size = f->img->size;
+	f->allocated = f->img->allocated;
 	if (n->kind == NODE_PART) {
 		/* The snapshot's own table, not the live one. */
 		const struct snapfs_partition *p = NULL;
@@ -136,7 +144,8 @@ static bool guest_held(const struct snapfs_node *n)
 {
 	struct snapfs_held held;
 
-	return snapfs_snapset_held(n->guest->dir, n->disk->file, 0, &held) == 0;
+	/* Every disk of a set has its container, also a raw one. */
+	return snapfs_snapset_held(n->guest->dir, n->disk->file, SNAPFS_CONTAINER, &held) == 0;
 }
 
 /* Point n at its guest as discovered again now: a new set is made from the
@@ -235,18 +244,27 @@ void snapfs_file_release(struct snapfs_file *f)
 /* A failed read of the device: logged once per open file. */
 static void read_error(struct snapfs_file *f, uint64_t off, int err)
 {
+	/* A qcow2 table or cluster that is bad: the decoder said which. */
+	if (f->img->kind == SNAPFS_IMAGE_QCOW2 && err == EIO)
+		return;
 	if (__atomic_exchange_n(&f->read_error_logged, true, __ATOMIC_RELAXED))
 		return;
-	if (f->disk->kind == SNAPFS_ORIGIN_FILE)
+	if (f->img->kind == SNAPFS_IMAGE_QCOW2)
+		snapfs_error("guest %s disk %s: read of the decoded qcow2 disk at byte %llu "
+			     "failed: %s",
+			     f->disk->guest, f->disk->file, (unsigned long long)off,
+			     err == ENODATA ? "unexpected end of device" : strerror(err));
+	else if (f->disk->kind == SNAPFS_ORIGIN_FILE)
 		snapfs_error("guest %s disk %s: read of the reflink clone of %s at byte %llu "
 			     "failed: %s",
 			     f->disk->guest, f->disk->file, f->disk->origin_path,
-			     (unsigned long long)off, err ? strerror(err) : "unexpected end of file");
+			     (unsigned long long)off,
+			     err == ENODATA ? "unexpected end of file" : strerror(err));
 	else
 		snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
 			     f->disk->guest, f->disk->file, f->disk->vg, f->disk->snap,
 			     (unsigned long long)off,
-			     err ? strerror(err) : "unexpected end of device");
+			     err == ENODATA ? "unexpected end of device" : strerror(err));
 }
 
 const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t off)
@@ -262,7 +280,7 @@ const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t o
 
 int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 {
-	size_t done = 0;
+	int rc;
 
 	if (off < 0 || f->data)
 		return -EINVAL;
@@ -270,25 +288,15 @@ int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 		return 0;
 	if (size > f->size - (uint64_t)off)
 		size = (size_t)(f->size - (uint64_t)off);
-	while (done < size) {
-		ssize_t n = snapfs_device_pread(f->disk, buf + done, size - done,
-						f->start + (uint64_t)off + done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : 0;
-
-			/* An invalidated snapshot fails its reads: say that, once. */
-			if (snapfs_snapset_check(f->set, f->disk) == 0)
-				read_error(f, (uint64_t)off + done, err);
-			return -EIO;
-		}
-		done += (size_t)n;
-	}
+	rc = snapfs_image_read(f->img, buf, size, f->start + (uint64_t)off);
+	/* An invalidated snapshot fails its reads: say that, once. */
 	if (snapfs_snapset_check(f->set, f->disk) < 0)
 		return -EIO;
-	return (int)done;
+	if (rc < 0) {
+		read_error(f, (uint64_t)off, -rc);
+		return -EIO;
+	}
+	return (int)size;
 }
 
 int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out)
@@ -306,8 +314,8 @@ int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out)
 		*out = whence == SEEK_DATA ? off : (off_t)f->size;
 		return 0;
 	}
-	rc = snapfs_device_seek(f->disk, f->start + (uint64_t)off, f->start + f->size, whence,
-				&at);
+	rc = snapfs_image_seek(f->img, f->start + (uint64_t)off, f->start + f->size, whence,
+			       &at);
 	/* A clone dropped meanwhile has no holes left to trust. */
 	if (snapfs_snapset_check(f->set, f->disk) < 0)
 		return -EIO;

@@ -48,7 +48,11 @@ static int list_guest(struct snapfs_node *dir, struct snapfs_dir_list *l)
 
 		n.kind = NODE_DISK;
 		n.disk = &g->disk[i];
+		n.container = snapfs_disk_is_container(n.disk);
 		rc = add(l, n.disk->file, &n);
+		n.container = false;
+		if (rc == 0 && n.disk->view[0])
+			rc = add(l, n.disk->view, &n);
 		if (rc < 0)
 			break;
 		if (snapfs_node_disk_parts(g, n.disk, &parts) < 0)
@@ -56,7 +60,7 @@ static int list_guest(struct snapfs_node *dir, struct snapfs_dir_list *l)
 		n.kind = NODE_PART;
 		for (size_t p = 0; p < parts.n && rc == 0; p++) {
 			n.part = parts.part[p];
-			if (snapfs_name_image(n.disk->target, n.part.number, n.disk->ext, name,
+			if (snapfs_name_image(n.disk->target, n.part.number, "raw", name,
 					      sizeof(name)) == 0)
 				rc = add(l, name, &n);
 		}

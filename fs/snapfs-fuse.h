@@ -104,8 +104,12 @@ struct snapfs_node {
 	struct snapfs_catalog *cat;         /* holds a reference */
 	const struct snapfs_guest *guest;
 	const struct snapfs_disk *disk;
+	bool container;                     /* NODE_DISK: a qcow2 disk's container */
 	struct snapfs_partition part;       /* NODE_PART */
 };
+/* The partno of n for snapfs_snapset_held: 0, a partition's, or
+ * SNAPFS_CONTAINER. */
+unsigned snapfs_node_partno(const struct snapfs_node *n);
 
 /* Resolve a path of the mount; 0 or -ENOENT.  Drop with snapfs_node_put. */
 int snapfs_node_lookup(const char *path, struct snapfs_node *n);
@@ -155,7 +159,8 @@ int snapfs_xattr_list(const char *path, char *list, size_t size);
 struct snapfs_file {
 	struct snapfs_snapset *set; /* disks and partitions: the held set */
 	const struct snapfs_snapdisk *disk;
-	uint64_t start, size;       /* the file's bytes on the snapshot */
+	const struct snapfs_image *img; /* what it reads: disk's view or container */
+	uint64_t start, size;       /* the file's bytes in img */
 	uint64_t allocated;         /* of them, what holds data (SNAPFS_ALL_DATA) */
 	struct timespec stamp;
 	char *data;                 /* domain.xml, the status view; a directory's path */

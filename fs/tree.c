@@ -28,9 +28,12 @@ static int find_file(struct snapfs_node *n, const char *file)
 	char name[SNAPFS_NAME_MAX + 1];
 
 	for (size_t i = 0; i < g->ndisks; i++) {
-		if (!strcmp(g->disk[i].file, file)) {
+		const struct snapfs_disk *d = &g->disk[i];
+
+		if (!strcmp(d->file, file) || (d->view[0] && !strcmp(d->view, file))) {
 			n->kind = NODE_DISK;
-			n->disk = &g->disk[i];
+			n->disk = d;
+			n->container = !strcmp(d->file, file) && snapfs_disk_is_container(d);
 			return 0;
 		}
 	}
@@ -42,7 +45,7 @@ static int find_file(struct snapfs_node *n, const char *file)
 		if (snapfs_node_disk_parts(g, d, &parts) < 0)
 			return -ENOMEM;
 		for (size_t p = 0; p < parts.n && !found; p++) {
-			if (snapfs_name_image(d->target, parts.part[p].number, d->ext, name,
+			if (snapfs_name_image(d->target, parts.part[p].number, "raw", name,
 					      sizeof(name)) == 0 &&
 			    !strcmp(name, file)) {
 				n->kind = NODE_PART;
@@ -143,12 +146,19 @@ void snapfs_stat_open_file(uint64_t size, uint64_t allocated, struct timespec st
 
 /* Size and time of a disk or partition: the held snapshot's when there is
  * one, else the live origin's as the catalog saw it. */
+unsigned snapfs_node_partno(const struct snapfs_node *n)
+{
+	if (n->kind == NODE_PART)
+		return n->part.number;
+	return n->container ? SNAPFS_CONTAINER : 0;
+}
+
 static void image_attr(const struct snapfs_node *n, struct stat *st)
 {
-	unsigned partno = n->kind == NODE_PART ? n->part.number : 0;
 	struct snapfs_held held;
 
-	if (snapfs_snapset_held(n->guest->dir, n->disk->file, partno, &held) == 0) {
+	if (snapfs_snapset_held(n->guest->dir, n->disk->file, snapfs_node_partno(n), &held) ==
+	    0) {
 		snapfs_stat_open_file(held.size, held.allocated, held.stamp, st);
 		return;
 	}
@@ -158,6 +168,8 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 
 	if (n->kind == NODE_PART)
 		snapfs_stat_open_file(n->part.size, n->part.allocated, stamp, st);
+	else if (snapfs_disk_is_container(n->disk) && !n->container)
+		snapfs_stat_open_file(n->disk->view_size, n->disk->view_allocated, stamp, st);
 	else
 		snapfs_stat_open_file(n->disk->size, n->disk->allocated, stamp, st);
 }

@@ -10,7 +10,7 @@
 
 #include "snapfs-fuse.h"
 
-#define XATTR_MAX 12
+#define XATTR_MAX 16
 struct xattrs {
 	size_t n;
 	const char *name[XATTR_MAX];
@@ -53,6 +53,18 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 				  n.disk->lv.thin ? "lvm-thin" : "lvm");
 		}
 		xattr_add(x, "user.snapfs.format", "%s", n.disk->format);
+		if (n.disk->view[0]) {
+			char chain[SNAPFS_CHAIN_MAX * 260] = "";
+			size_t o = 0;
+
+			for (size_t k = 0; k < n.disk->nlayers && o < sizeof(chain); k++)
+				o += (size_t)snprintf(chain + o, sizeof(chain) - o, "%s%s/%s",
+						      k ? " " : "", n.disk->layer[k].lv.vg,
+						      n.disk->layer[k].lv.lv);
+			xattr_add(x, "user.snapfs.virtual_size", "%" PRIu64, n.disk->view_size);
+			xattr_add(x, "user.snapfs.cluster_size", "%u", n.disk->cluster_size);
+			xattr_add(x, "user.snapfs.backing", "%s", chain);
+		}
 		if (p) {
 			xattr_add(x, "user.snapfs.start", "%" PRIu64, p->start);
 			xattr_add(x, "user.snapfs.type", "%s", p->type);
@@ -60,7 +72,7 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 			xattr_add(x, "user.snapfs.label", "%s", p->label);
 			xattr_add(x, "user.snapfs.uuid", "%s", p->uuid);
 		}
-		if (snapfs_snapset_held(n.guest->dir, n.disk->file, p ? p->number : 0,
+		if (snapfs_snapset_held(n.guest->dir, n.disk->file, snapfs_node_partno(&n),
 					&held) == 0) {
 			char when[64];
 

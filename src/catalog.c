@@ -90,6 +90,7 @@ void snapfs_guests_free(struct snapfs_guest *g, size_t n)
 		for (size_t d = 0; d < g[i].ndisks; d++) {
 			snapfs_partitions_free(&g[i].disk[d].parts);
 			free(g[i].disk[d].path);
+			free(g[i].disk[d].layer);
 		}
 		free(g[i].disk);
 		free(g[i].name);
@@ -217,11 +218,15 @@ const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const 
 		const struct snapfs_disk *d = &g->disk[i];
 
 		if (!strcmp(d->file, file)) {
+			*partno = snapfs_disk_is_container(d) ? SNAPFS_CONTAINER : 0;
+			return d;
+		}
+		if (d->view[0] && !strcmp(d->view, file)) {
 			*partno = 0;
 			return d;
 		}
 		for (size_t p = 0; p < d->parts.n; p++) {
-			if (snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+			if (snapfs_name_image(d->target, d->parts.part[p].number, "raw", name,
 					      sizeof(name)) == 0 &&
 			    !strcmp(name, file)) {
 				*partno = d->parts.part[p].number;
@@ -246,40 +251,54 @@ static void thin_allocated(struct snapfs_disk *d)
 		d->allocated = cow.mapped * 512;
 }
 
-/* Partition tables of the live origins, for listings only. */
-static void read_live_partitions(struct snapfs_guest *g)
+/* The partition table of the live raw origin d, for listings only. */
+static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
+{
+	char path[300];
+	const char *origin = path;
+	uint64_t size;
+	int fd;
+
+	if (d->kind == SNAPFS_ORIGIN_FILE)
+			origin = d->path;
+	else if (d->lv.major < 0 ||
+		 snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
+		return;
+	fd = snapfs_device_open(origin, &size);
+	if (fd < 0) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->dir,
+			     d->target, origin, strerror(-fd));
+		return;
+	}
+	snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
+	snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
+	close(fd);
+}
+
+/* Partition tables of the live origins, decoded for qcow2 disks, for
+ * listings only. */
+static void read_live_partitions(struct snapfs_guest *g, const struct snapfs_lv_list *lvs)
 {
 	for (size_t i = 0; i < g->ndisks; i++) {
 		struct snapfs_disk *d = &g->disk[i];
-		char path[300];
-		const char *origin = path;
-		uint64_t size;
-		int fd;
+		unsigned viewno;
 
 		thin_allocated(d);
-		if (strcmp(d->format, "raw"))
-			continue;
-		if (d->kind == SNAPFS_ORIGIN_FILE)
-			origin = d->path;
-		else if (d->lv.major < 0 ||
-			 snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
-			continue;
-		fd = snapfs_device_open(origin, &size);
-		if (fd < 0) {
-			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->dir,
-				     d->target, origin, strerror(-fd));
-			continue;
+		if (!snapfs_disk_is_container(d))
+			read_live_table(g, d);
+		else if (snapfs_disk_decode_live(g->dir, d, lvs, true, true) == 0 &&
+			 snapfs_guest_disk(g, d->view, &viewno) != d) {
+			snapfs_warn("guest %s: disk file %s clashes; left out", g->dir, d->view);
+			d->view[0] = '\0';
+			snapfs_partitions_free(&d->parts);
 		}
-		snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
-		snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
-		close(fd);
 		/* A partition file whose name a disk already has is left out. */
 		for (size_t p = 0; p < d->parts.n;) {
 			char name[SNAPFS_NAME_MAX + 1];
 			unsigned partno;
 			const struct snapfs_disk *other;
 
-			snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+			snapfs_name_image(d->target, d->parts.part[p].number, "raw", name,
 					  sizeof(name));
 			other = snapfs_guest_disk(g, name, &partno);
 			if (other != d || partno != d->parts.part[p].number) {
@@ -324,8 +343,9 @@ static uint64_t guest_entries(const struct snapfs_guest *g)
 		const struct snapfs_disk *d = &g->disk[i];
 
 		h = h * 31 + snapfs_name_hash(d->file, strlen(d->file));
+		h = h * 31 + snapfs_name_hash(d->view, strlen(d->view));
 		for (size_t p = 0; p < d->parts.n; p++) {
-			if (snapfs_name_image(d->target, d->parts.part[p].number, d->ext, name,
+			if (snapfs_name_image(d->target, d->parts.part[p].number, "raw", name,
 					      sizeof(name)) == 0)
 				h = h * 31 + snapfs_name_hash(name, strlen(name));
 		}
@@ -376,12 +396,14 @@ static int discover(struct snapfs_catalog **out)
 		rc = snapfs_source_lvm_list(source.vgs, &lvs, &c->guest, &c->n);
 	else
 		rc = snapfs_source_libvirt_list(source.uri, &lvs, &c->guest, &c->n);
-	snapfs_lvm_list_free(&lvs);
-	if (rc < 0)
+	if (rc < 0) {
+		snapfs_lvm_list_free(&lvs);
 		goto fail;
+	}
 	snapfs_guests_name(c->guest, c->n);
 	for (size_t i = 0; i < c->n; i++)
-		read_live_partitions(&c->guest[i]);
+		read_live_partitions(&c->guest[i], &lvs);
+	snapfs_lvm_list_free(&lvs);
 	struct snapfs_catalog *old = take_current(false);
 
 	carry_stamps(c, old);
@@ -599,6 +621,14 @@ static int resolve_with(const struct snapfs_guest *seen, const struct snapfs_lv_
 		rc = snapfs_source_libvirt_guest(source.uri, seen->key, seen->name, lvs, *g,
 						 &unresolved);
 	}
+	/* The chains below qcow2 disks, as their images name them now. */
+	for (size_t i = 0; rc == 0 && i < (*g)->ndisks; i++) {
+		struct snapfs_disk *d = &(*g)->disk[i];
+
+		if (snapfs_disk_is_container(d) &&
+		    snapfs_disk_decode_live(seen->dir, d, lvs, last, false) == -ENOENT)
+			unresolved++;
+	}
 	if (last || !unresolved)
 		return rc;
 	snapfs_guests_free(*g, 1);
@@ -611,18 +641,28 @@ static int resolve_with(const struct snapfs_guest *seen, const struct snapfs_lv_
 static int still_there(const struct snapfs_guest *seen, struct snapfs_lv_list *out,
 		       bool *all)
 {
+	size_t max = 1;
+
+	for (size_t i = 0; i < seen->ndisks; i++)
+		max += 1 + seen->disk[i].nlayers;
 	out->n = 0;
-	out->lv = calloc(seen->ndisks ? seen->ndisks : 1, sizeof(*out->lv));
+	out->lv = calloc(max, sizeof(*out->lv));
 	if (!out->lv)
 		return -ENOMEM;
 	*all = true;
 	for (size_t i = 0; i < seen->ndisks; i++) {
-		if (seen->disk[i].kind != SNAPFS_ORIGIN_LV)
+		const struct snapfs_disk *d = &seen->disk[i];
+
+		if (d->kind != SNAPFS_ORIGIN_LV)
 			continue;
-		if (snapfs_lvm_still_there(&seen->disk[i].lv))
-			out->lv[out->n++] = seen->disk[i].lv;
-		else
-			*all = false;
+		for (size_t k = 0; k <= d->nlayers; k++) {
+			const struct snapfs_lv *lv = k ? &d->layer[k - 1].lv : &d->lv;
+
+			if (snapfs_lvm_still_there(lv))
+				out->lv[out->n++] = *lv;
+			else
+				*all = false;
+		}
 	}
 	return 0;
 }

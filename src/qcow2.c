@@ -198,14 +198,17 @@ static int io_read(const struct snapfs_qcow2_io *io, void *buf, size_t len, uint
 __attribute__((format(printf, 3, 4))) static int refuse(const struct snapfs_qcow2 *q,
 							int err, const char *fmt, ...)
 {
-	char why[300];
+	char why[300], key[300];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snapfs_warn("guest %s, disk %s: qcow2 image %s: %s", q->guest, q->disk,
-		    err == -EOPNOTSUPP ? "not supported" : "refused", why);
+	/* Listings open the live image again and again: said once. */
+	snprintf(key, sizeof(key), "qcow2 open %s %s", q->guest, q->disk);
+	if (snapfs_log_first(key, why))
+		snapfs_warn("guest %s, disk %s: qcow2 image %s: %s", q->guest, q->disk,
+			    err == -EOPNOTSUPP ? "not supported" : "refused", why);
 	return err;
 }
 
@@ -213,7 +216,7 @@ __attribute__((format(printf, 3, 4))) static int refuse(const struct snapfs_qcow
 __attribute__((format(printf, 2, 3))) static int bad(struct snapfs_qcow2 *q,
 						     const char *fmt, ...)
 {
-	char why[300];
+	char why[300], key[300];
 	va_list ap;
 
 	if (__atomic_exchange_n(&q->logged, 1, __ATOMIC_RELAXED))
@@ -221,9 +224,11 @@ __attribute__((format(printf, 2, 3))) static int bad(struct snapfs_qcow2 *q,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snapfs_error("guest %s, disk %s: qcow2 image damaged: %s; reads there fail with "
-		     "EIO (said once)",
-		     q->guest, q->disk, why);
+	snprintf(key, sizeof(key), "qcow2 damage %s %s", q->guest, q->disk);
+	if (snapfs_log_first(key, why))
+		snapfs_error("guest %s, disk %s: qcow2 image damaged: %s; reads there fail "
+			     "with EIO (said once)",
+			     q->guest, q->disk, why);
 	return -EIO;
 }
 

@@ -367,6 +367,16 @@ void snapfs_source_free(struct snapfs_source *src);
  * on XFS or btrfs, cloned (reflink). */
 enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE };
 
+/* Layers of a qcow2 backing chain snapfs follows, the top one counted:
+ * a deeper chain is not decoded. */
+#define SNAPFS_CHAIN_MAX 8
+
+/* A layer below a qcow2 disk: an LV of the same VG. */
+struct snapfs_layer {
+	struct snapfs_lv lv;
+	char format[8];                   /* "qcow2" or "raw", as the layer above says */
+};
+
 struct snapfs_disk {
 	char file[SNAPFS_NAME_MAX + 1];   /* "vda.raw" */
 	char target[33];                  /* "vda" */
@@ -380,8 +390,31 @@ struct snapfs_disk {
 	uint64_t allocated;               /* bytes holding data, or SNAPFS_ALL_DATA */
 	dev_t dev;                        /* its st_dev and st_ino when listed */
 	ino_t ino;
-	struct snapfs_partitions parts;   /* from the live origin (raw only) */
+	struct snapfs_partitions parts;   /* of what the guest sees, from the live origin */
+	/* A qcow2 disk: file is the container ("vda.qcow2"), size where its
+	 * image ends; view the decoded disk ("vda.raw"), "" when it is not
+	 * decoded (refused, logged). */
+	char view[SNAPFS_NAME_MAX + 1];
+	uint64_t view_size;               /* the virtual size */
+	uint64_t view_allocated;          /* bytes of it holding data, or SNAPFS_ALL_DATA */
+	unsigned cluster_size;
+	struct snapfs_layer *layer;       /* the chain below, nearest first */
+	size_t nlayers;
 };
+
+/* The partno of a qcow2 disk's container file, in snapfs_guest_disk and
+ * snapfs_snapset_held. */
+#define SNAPFS_CONTAINER UINT32_MAX
+/* Is d served as the bytes of its container (any format but raw)? */
+bool snapfs_disk_is_container(const struct snapfs_disk *d);
+/* For a qcow2 disk d of guest (qcow2-disk.c): follow its backing chain
+ * through lvs (all_lvs: every LV there is) into d->layer, and set d->view;
+ * listing: also what a listing shows of the decoded disk (its size,
+ * partitions, holes, and the container's end), read from the live origins.
+ * 0 when decoded; 1 when not (a raw disk, or refused: logged once);
+ * -ENOENT when a layer is no LV of lvs and !all_lvs (ask LVM); -errno. */
+int snapfs_disk_decode_live(const char *guest, struct snapfs_disk *d,
+			    const struct snapfs_lv_list *lvs, bool all_lvs, bool listing);
 
 struct snapfs_guest {
 	char dir[SNAPFS_NAME_MAX + 1];    /* escaped, distinct directory name */
@@ -431,6 +464,8 @@ void snapfs_catalog_put(struct snapfs_catalog *c);
 int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out);
 const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
 						const char *dir);
+/* The disk whose file, decoded view (partno 0) or partition is file; the
+ * container of a qcow2 disk gives SNAPFS_CONTAINER. */
 const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
 					    unsigned *partno);
 /* Fill g->disk from XML disks, resolving sources against lvs (used by the
@@ -489,10 +524,36 @@ struct snapfs_snapset_config {
 	const char *reserve_text; /* as given, for log lines */
 };
 
+/* The bytes a file shows (image.c): a snapshot's own, or the disk a qcow2
+ * chain of snapshots decodes to.  Partitions, holes and reads go through
+ * it, whatever is behind. */
+enum snapfs_image_kind {
+	SNAPFS_IMAGE_NONE,            /* not served: reads fail with EIO */
+	SNAPFS_IMAGE_DEVICE,          /* the snapshot's bytes, from byte 0 */
+	SNAPFS_IMAGE_QCOW2,           /* decoded */
+};
+
+struct snapfs_image {
+	enum snapfs_image_kind kind;
+	const struct snapfs_snapdisk *dev; /* DEVICE */
+	struct snapfs_chain *chain;   /* QCOW2 */
+	uint64_t size;
+	uint64_t allocated;           /* bytes holding data, or SNAPFS_ALL_DATA */
+};
+
 struct snapfs_snapdisk {
 	const char *guest;            /* the guest's name, for log lines */
-	char file[SNAPFS_NAME_MAX + 1];
+	char file[SNAPFS_NAME_MAX + 1]; /* "" for a layer below a qcow2 disk */
+	char target[33];
+	char format[17];
+	unsigned sector_size;
 	enum snapfs_origin_kind kind;
+	size_t nlayers;               /* the layers of its chain: the disks after it */
+	unsigned depth;               /* 0, or n for the n-th layer below a disk */
+	bool decodable;               /* a qcow2 disk the listing could decode */
+	struct snapfs_lv lv;          /* SNAPFS_ORIGIN_LV: the origin as listed */
+	dev_t origin_dev;             /* SNAPFS_ORIGIN_FILE: as listed */
+	ino_t origin_ino;
 	/* SNAPFS_ORIGIN_LV */
 	char vg[128], origin[128], snap[128];
 	char path[300];               /* /dev/mapper/... of the snapshot */
@@ -511,6 +572,10 @@ struct snapfs_snapdisk {
 	unsigned dio_align;           /* its logical block size */
 	uint64_t size;
 	uint64_t allocated;           /* bytes holding data, or SNAPFS_ALL_DATA */
+	/* What the guest sees (its partitions are parts), and for a qcow2
+	 * disk the container, cut where its image ends. */
+	struct snapfs_image view, container;
+	struct snapfs_chain *chain;   /* a qcow2 disk's, decoded; or NULL */
 	struct snapfs_partitions parts;   /* read from the snapshot */
 };
 
@@ -622,5 +687,53 @@ int snapfs_qcow2_allocated(struct snapfs_qcow2 *q, uint64_t *bytes);
  * size when the image ends in a compressed cluster (cut it there).  0 or
  * -errno (a bad table here is skipped, not an error). */
 int snapfs_qcow2_image_end(struct snapfs_qcow2 *q, uint64_t *end);
+
+/* ---- image.c: reading what a file shows ------------------------------------ */
+
+/* A qcow2 disk decoded: its layers, the top one first, each a qcow2 image
+ * but for a raw last one. */
+struct snapfs_chain {
+	size_t n;
+	struct snapfs_qcow2 *q[SNAPFS_CHAIN_MAX];   /* NULL: a raw layer */
+	struct snapfs_qcow2_io io[SNAPFS_CHAIN_MAX];
+};
+
+/* Add the layer io holds below the others (format "qcow2" or "raw"; a raw
+ * one ends the chain).  0, -ELOOP past SNAPFS_CHAIN_MAX, or what
+ * snapfs_qcow2_open says. */
+int snapfs_chain_push(struct snapfs_chain *c, const struct snapfs_qcow2_io *io,
+		      const char *format);
+/* Once every layer is pushed: link them.  0 or -errno. */
+int snapfs_chain_link(struct snapfs_chain *c);
+void snapfs_chain_close(struct snapfs_chain *c);
+/* The chain's disk, as snapfs_qcow2_read. */
+int snapfs_chain_read(void *chain, void *buf, size_t len, uint64_t off);
+/* The io of a snapshot, and of a descriptor (for the live origins of
+ * listings). */
+void snapfs_io_snapdisk(struct snapfs_qcow2_io *io, const struct snapfs_snapdisk *d,
+			const char *guest, const char *disk);
+void snapfs_io_fd(struct snapfs_qcow2_io *io, int *fd, uint64_t size, const char *guest,
+		  const char *disk);
+
+/* All len bytes at off: 0, -ENODATA for a device that ends short, or
+ * -errno (-EIO).  DEVICE images read with O_DIRECT when buf is aligned
+ * to SNAPFS_DIRECT_ALIGN. */
+int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint64_t off);
+/* SEEK_DATA or SEEK_HOLE (whence) in [off, end): as snapfs_device_seek.
+ * A decoded disk's holes are its zero and unallocated clusters. */
+int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end, int whence,
+		      uint64_t *out);
+/* Bytes of [start, end) holding data; all of it when that is not known. */
+uint64_t snapfs_image_allocated(const struct snapfs_image *im, uint64_t start, uint64_t end);
+
+/* ---- backing.c: which LV a qcow2 image's backing name means --------------- */
+
+/* The LV of VG vg (the image's own) that the backing name means: a bare
+ * name, /dev/VG/LV, /dev/mapper/VG-LV, or oVirt's ../IMAGE/LV (IMAGE no VG
+ * of vgs, a NULL-terminated list, or NULL when not known).  Refused, with
+ * *why: a host file, a json: or protocol name, a name leaving the VG.
+ * 0 with lv filled, or -EPERM. */
+int snapfs_backing_lv(const char *vg, const char *name, const char *const *vgs, char *lv,
+		      size_t lvlen, const char **why);
 
 #endif

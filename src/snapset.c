@@ -131,6 +131,10 @@ static void free_set(struct snapfs_snapset *s)
 		snapfs_partitions_free(&s->disk[i].parts);
 		snapfs_thinmap_free(&s->disk[i].map);
 		free(s->disk[i].origin_path);
+		if (s->disk[i].chain) {
+			snapfs_chain_close(s->disk[i].chain);
+			free(s->disk[i].chain);
+		}
 	}
 	free(s->disk);
 	free(s->name);
@@ -325,29 +329,28 @@ static int check_room(const struct snapfs_guest *g, const struct snapfs_disk *d)
 	return -ENOSPC;
 }
 
-/* Take the snapshot of disk i, with the guest frozen: lvcreate, or a
- * reflink clone (opened here: it has no name to open later). */
-static int snapshot_disk(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+/* Take the snapshot of d, with the guest frozen: lvcreate, or a reflink
+ * clone (opened here: it has no name to open later). */
+static int snapshot_disk(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 {
 	CLEANUP_FREE char *why = NULL;
 	int rc;
 
 	if (d->kind == SNAPFS_ORIGIN_FILE) {
-		rc = snapfs_reflink_clone(d->origin_path, g->disk[i].dev, g->disk[i].ino,
+		rc = snapfs_reflink_clone(d->origin_path, d->origin_dev, d->origin_ino,
 					  &d->clone_fd, &d->fd, &d->size);
 		if (rc < 0)
 			snapfs_error("guest %s disk %s: reflink clone of %s failed: %s", g->dir,
-				     g->disk[i].target, d->origin_path,
+				     d->target, d->origin_path,
 				     rc == -ESTALE ? "another file has its name since it was listed"
 						   : strerror(-rc));
 		return rc;
 	}
 	/* d->path holds the name until the device is opened. */
-	rc = snapfs_lvm_snapshot_create(&g->disk[i].lv, d->path, config.cow_size, config.owner,
-					&why);
+	rc = snapfs_lvm_snapshot_create(&d->lv, d->path, config.cow_size, config.owner, &why);
 	if (rc < 0) {
-		snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir,
-			     g->disk[i].target, d->vg, d->origin, why ? why : strerror(-rc));
+		snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir, d->target,
+			     d->vg, d->origin, why ? why : strerror(-rc));
 		return rc;
 	}
 	snprintf(d->snap, sizeof(d->snap), "%.127s", d->path);
@@ -355,7 +358,7 @@ static int snapshot_disk(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 }
 
 /* After the thaw: open an LV's snapshot (a clone is open already). */
-static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 {
 	struct stat st;
 	int fd, rc;
@@ -370,15 +373,15 @@ static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 	}
 	rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
 	if (rc < 0) {
-		snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir,
-			     g->disk[i].target, d->vg, d->snap);
+		snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir, d->target,
+			     d->vg, d->snap);
 		return rc;
 	}
 	d->dm_name = d->path + strlen("/dev/mapper/");
 	fd = snapfs_device_open(d->path, &d->size);
 	if (fd < 0) {
-		snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir,
-			     g->disk[i].target, d->path, strerror(-fd));
+		snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir, d->target,
+			     d->path, strerror(-fd));
 		return fd;
 	}
 	d->fd = fd;
@@ -388,7 +391,7 @@ static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 /* Where the thin snapshot of disk i has data, for its holes and st_blocks.
  * Without it (another tool holds the pool's metadata snapshot, no
  * thin_dump) the disk counts as all data: never an error to the reader. */
-static void read_thin_map(const struct snapfs_guest *g, struct snapfs_snapdisk *d, size_t i)
+static void read_thin_map(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 {
 	char key[300];
 	int rc = snapfs_thinmap_read(d->dm_name, &d->map);
@@ -398,20 +401,160 @@ static void read_thin_map(const struct snapfs_guest *g, struct snapfs_snapdisk *
 		d->allocated = snapfs_thinmap_bytes(&d->map, 0, d->size);
 		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: %zu mapped extents, %" PRIu64
 			     " of %" PRIu64 " bytes",
-			     g->dir, g->disk[i].target, d->map.n, d->allocated, d->size);
+			     g->dir, d->target, d->map.n, d->allocated, d->size);
 		return;
 	}
 	if (rc == -EBUSY) {
 		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: the metadata snapshot of its "
 			     "thin pool is held by another tool; all of it counts as data",
-			     g->dir, g->disk[i].target);
+			     g->dir, d->target);
 		return;
 	}
 	snprintf(key, sizeof(key), "thinmap %s/%s", d->vg, d->origin);
 	if (snapfs_log_first(key, strerror(-rc)))
 		snapfs_warn("guest %s disk %s: the holes of thin LV %s/%s are not known (%s); "
 			    "all of it counts as data",
-			    g->dir, g->disk[i].target, d->vg, d->origin, strerror(-rc));
+			    g->dir, d->target, d->vg, d->origin, strerror(-rc));
+}
+
+/* The snapshots a set of g holds: each disk's, and the layers below a
+ * decoded qcow2 disk's, right after it. */
+static size_t count_disks(const struct snapfs_guest *g)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->ndisks; i++)
+		n += 1 + (g->disk[i].view[0] ? g->disk[i].nlayers : 0);
+	return n;
+}
+
+/* What d is to snapshot: disk o of g itself (depth 0) or the layer depth
+ * below it.  0 or -errno. */
+static int plan_disk(struct snapfs_snapset *s, const struct snapfs_guest *g,
+		     struct snapfs_snapdisk *d, const struct snapfs_disk *o, unsigned depth)
+{
+	const struct snapfs_lv *lv = depth ? &o->layer[depth - 1].lv : &o->lv;
+
+	d->fd = d->dfd = d->clone_fd = -1;
+	d->guest = s->name;
+	d->kind = o->kind;
+	d->depth = depth;
+	d->sector_size = o->sector_size;
+	snprintf(d->target, sizeof(d->target), "%s", o->target);
+	if (depth) {
+		snprintf(d->file, sizeof(d->file), "%.200s layer %u", o->file, depth);
+		snprintf(d->format, sizeof(d->format), "%s", o->layer[depth - 1].format);
+	} else {
+		snprintf(d->file, sizeof(d->file), "%s", o->file);
+		snprintf(d->format, sizeof(d->format), "%s", o->format);
+		d->nlayers = o->view[0] ? o->nlayers : 0;
+	}
+	if (d->kind == SNAPFS_ORIGIN_FILE) {
+		d->origin_dev = o->dev;
+		d->origin_ino = o->ino;
+		if (!(d->origin_path = strdup(o->path)))
+			return -ENOMEM;
+		return check_room(g, o);
+	}
+	d->lv = *lv;
+	snprintf(d->vg, sizeof(d->vg), "%s", lv->vg);
+	snprintf(d->origin, sizeof(d->origin), "%s", lv->lv);
+	make_snap_name(d->origin, d->path, sizeof(d->path));
+	return 0;
+}
+
+/* The partitions of disk d's view, and what of them holds data. */
+static int read_partitions(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
+{
+	int rc;
+
+	if (d->view.kind == SNAPFS_IMAGE_QCOW2)
+		rc = snapfs_partitions_read_from(snapfs_chain_read, d->chain, d->view.size,
+						 d->sector_size, g->dir, d->target, &d->parts);
+	else
+		rc = snapfs_partitions_read(d->fd, d->size, d->sector_size, g->dir, d->target,
+					    &d->parts);
+	if (rc < 0) {
+		snapfs_error("guest %s disk %s: reading the snapshot's partition table failed: "
+			     "%s",
+			     g->dir, d->target, strerror(-rc));
+		return rc;
+	}
+	for (size_t p = 0; p < d->parts.n; p++) {
+		struct snapfs_partition *part = &d->parts.part[p];
+
+		part->allocated = snapfs_image_allocated(&d->view, part->start,
+							 part->start + part->size);
+	}
+	return 0;
+}
+
+/* Decode qcow2 disk d (with its layers after it) from the snapshots, as
+ * the listing followed its chain: each image must still name the layer
+ * below that was snapshotted.  0, or 1 with *why. */
+static int decode(struct snapfs_snapdisk *d, const char **why)
+{
+	struct snapfs_chain *c = calloc(1, sizeof(*c));
+	uint64_t end;
+	int rc = 0;
+
+	if (!c) {
+		*why = strerror(ENOMEM);
+		return 1;
+	}
+	d->chain = c;
+	for (size_t k = 0; k <= d->nlayers && rc == 0; k++) {
+		struct snapfs_qcow2_io io;
+
+		snapfs_io_snapdisk(&io, &d[k], d->guest, d->target);
+		rc = snapfs_chain_push(c, &io, d[k].format);
+		if (rc < 0) {
+			*why = "its image is refused (said above)";
+			return 1;
+		}
+		const char *name = c->q[k] ? snapfs_qcow2_backing_name(c->q[k]) : NULL;
+		char lv[128];
+
+		if (k == d->nlayers ? name != NULL
+				    : !name || snapfs_backing_lv(d->vg, name, NULL, lv, sizeof(lv),
+								why) < 0 ||
+					      strcmp(lv, d[k + 1].origin)) {
+			*why = "its backing chain changed since it was listed";
+			return 1;
+		}
+	}
+	if (snapfs_chain_link(c) < 0) {
+		*why = "its backing chain cannot be linked";
+		return 1;
+	}
+	d->view = (struct snapfs_image){ .kind = SNAPFS_IMAGE_QCOW2, .chain = c,
+					 .size = snapfs_qcow2_virtual_size(c->q[0]) };
+	d->view.allocated = snapfs_image_allocated(&d->view, 0, d->view.size);
+	if (snapfs_qcow2_image_end(c->q[0], &end) == 0 && end < d->container.size)
+		d->container.size = end;
+	return 0;
+}
+
+/* After the snapshots are open: what the files of disk d show. */
+static int set_images(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
+{
+	const char *why = NULL;
+
+	d->container = (struct snapfs_image){ .kind = SNAPFS_IMAGE_DEVICE, .dev = d,
+					      .size = d->size, .allocated = d->allocated };
+	if (strcmp(d->format, "raw") == 0) {
+		d->view = d->container;
+		return read_partitions(g, d);
+	}
+	if (strcmp(d->format, "qcow2") || !d->decodable)
+		return 0;
+	if (decode(d, &why) == 0)
+		return read_partitions(g, d);
+	snapfs_error("guest %s disk %s: the snapshot of %s cannot be decoded: %s; its "
+		     "decoded disk and partitions fail with EIO in this set",
+		     g->dir, d->target, d->file, why);
+	d->view.kind = SNAPFS_IMAGE_NONE;
+	return 0;
 }
 
 /* Snapshot every disk (the guest frozen only for the lvcreate calls and
@@ -420,31 +563,22 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
 	struct snapfs_freeze *fz = NULL;
 	struct timespec frozen_at;
-	size_t made;
+	size_t made, n = count_disks(g);
 	int rc = 0;
 
-	s->disk = calloc(g->ndisks ? g->ndisks : 1, sizeof(*s->disk));
+	s->disk = calloc(n ? n : 1, sizeof(*s->disk));
 	if (!s->disk)
 		return -ENOMEM;
-	s->n = g->ndisks;
-	for (size_t i = 0; i < s->n; i++) {
-		struct snapfs_snapdisk *d = &s->disk[i];
+	s->n = n;
+	for (size_t i = 0, j = 0; i < g->ndisks; i++) {
+		size_t layers = g->disk[i].view[0] ? g->disk[i].nlayers : 0;
 
-		d->fd = d->dfd = d->clone_fd = -1;
-		d->guest = s->name;
-		d->kind = g->disk[i].kind;
-		snprintf(d->file, sizeof(d->file), "%s", g->disk[i].file);
-		if (d->kind == SNAPFS_ORIGIN_FILE) {
-			if (!(d->origin_path = strdup(g->disk[i].path)))
-				return -ENOMEM;
-			rc = check_room(g, &g->disk[i]);
+		for (unsigned k = 0; k <= layers; k++, j++) {
+			rc = plan_disk(s, g, &s->disk[j], &g->disk[i], k);
 			if (rc < 0)
 				return rc;
-			continue;
 		}
-		snprintf(d->vg, sizeof(d->vg), "%s", g->disk[i].lv.vg);
-		snprintf(d->origin, sizeof(d->origin), "%s", g->disk[i].lv.lv);
-		make_snap_name(d->origin, d->path, sizeof(d->path));
+		s->disk[j - layers - 1].decodable = g->disk[i].view[0] != '\0';
 	}
 	clock_gettime(CLOCK_MONOTONIC, &frozen_at);
 	rc = freeze_guest(s, g, &fz);
@@ -455,7 +589,7 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 	}
 	s->stamp = snapfs_stamp_next();
 	for (made = 0; made < s->n; made++) {
-		rc = snapshot_disk(g, &s->disk[made], made);
+		rc = snapshot_disk(g, &s->disk[made]);
 		if (rc < 0)
 			break;
 	}
@@ -464,38 +598,27 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		goto undo;
 	for (size_t i = 0; i < s->n; i++) {
 		struct snapfs_snapdisk *d = &s->disk[i];
-		int fd;
 
-		rc = open_snapshot(g, d, i);
+		rc = open_snapshot(g, d);
 		if (rc < 0)
 			goto undo;
-		fd = d->fd;
-		if (g->disk[i].kind == SNAPFS_ORIGIN_LV && g->disk[i].lv.thin)
-			read_thin_map(g, d, i);
-		d->dfd = snapfs_device_open_direct(fd, &d->dio_align);
+		if (d->kind == SNAPFS_ORIGIN_LV && d->lv.thin)
+			read_thin_map(g, d);
+		d->dfd = snapfs_device_open_direct(d->fd, &d->dio_align);
 		if (d->dfd < 0)
 			snapfs_debug(SNAPFS_DBG_SNAP,
 				     "guest %s disk %s: no O_DIRECT on %s (%s); reads are cached",
-				     g->dir, g->disk[i].target,
+				     g->dir, d->target,
 				     d->kind == SNAPFS_ORIGIN_FILE ? "its clone" : d->path,
 				     strerror(-d->dfd));
-		if (!strcmp(g->disk[i].format, "raw")) {
-			rc = snapfs_partitions_read(fd, d->size, g->disk[i].sector_size, g->dir,
-						    g->disk[i].target, &d->parts);
-			if (rc < 0) {
-				snapfs_error("guest %s disk %s: reading the snapshot's partition "
-					     "table failed: %s",
-					     g->dir, g->disk[i].target, strerror(-rc));
-				goto undo;
-			}
-			snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
-			for (size_t p = 0; d->has_map && p < d->parts.n; p++) {
-				struct snapfs_partition *part = &d->parts.part[p];
-
-				part->allocated = snapfs_thinmap_bytes(&d->map, part->start,
-								       part->start + part->size);
-			}
-		}
+	}
+	/* Every snapshot open: a disk's view reads its layers'. */
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->disk[i].depth)
+			continue;
+		rc = set_images(g, &s->disk[i]);
+		if (rc < 0)
+			goto undo;
 	}
 	return 0;
 undo:
@@ -541,11 +664,20 @@ static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_dis
 /* Does set s hold the disks guest g has now (same files, same origins)? */
 static bool set_matches(const struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
-	if (s->n != g->ndisks)
+	if (s->n != count_disks(g))
 		return false;
-	for (size_t i = 0; i < s->n; i++)
-		if (!same_origin(&s->disk[i], &g->disk[i]))
+	for (size_t i = 0, j = 0; i < g->ndisks; i++) {
+		const struct snapfs_snapdisk *d = &s->disk[j];
+		const struct snapfs_disk *o = &g->disk[i];
+
+		if (!same_origin(d, o) || d->nlayers != (o->view[0] ? o->nlayers : 0))
 			return false;
+		for (size_t k = 1; k <= d->nlayers; k++)
+			if (strcmp(d[k].vg, o->layer[k - 1].lv.vg) ||
+			    strcmp(d[k].origin, o->layer[k - 1].lv.lv))
+				return false;
+		j += 1 + d->nlayers;
+	}
 	return true;
 }
 
@@ -680,7 +812,7 @@ const struct snapfs_snapdisk *snapfs_snapset_disk(const struct snapfs_snapset *s
 						  const char *file)
 {
 	for (size_t i = 0; i < s->n; i++)
-		if (!strcmp(s->disk[i].file, file))
+		if (!s->disk[i].depth && !strcmp(s->disk[i].file, file))
 			return &s->disk[i];
 	return NULL;
 }
@@ -690,7 +822,17 @@ struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
 	return s->shown;
 }
 
+static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d);
+
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
+{
+	for (size_t k = 0; k <= d->nlayers; k++)
+		if (check_one(s, &d[k]) < 0)
+			return -EIO;
+	return 0;
+}
+
+static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
 {
 	struct snapfs_cow cow;
 	int rc;
@@ -738,15 +880,18 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 		out->stamp = s->shown;
 		out->instant = s->stamp;
 		out->frozen = s->frozen;
-		out->size = d->size;
-		out->allocated = d->allocated;
+		const struct snapfs_image *im = partno == SNAPFS_CONTAINER ? &d->container
+									   : &d->view;
+
+		out->size = im->size;
+		out->allocated = im->allocated;
 		if (d->kind == SNAPFS_ORIGIN_FILE)
 			snprintf(out->snap, sizeof(out->snap), "unnamed reflink clone on %s%s",
 				 d->fs.mount, dropped(d) ? " (dropped)" : "");
 		else
 			snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
-		rc = 0;
-		if (partno) {
+		rc = im->kind == SNAPFS_IMAGE_NONE ? -ENOENT : 0;
+		if (partno && partno != SNAPFS_CONTAINER) {
 			rc = -ENOENT;
 			for (size_t i = 0; i < d->parts.n; i++) {
 				if (d->parts.part[i].number == partno) {

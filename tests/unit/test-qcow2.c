@@ -48,6 +48,15 @@ static char log_text[64 * 1024];
 static size_t log_len;
 static unsigned log_lines;
 
+/* Every line said each time: the tests count them. */
+bool __wrap_snapfs_log_first(const char *key, const char *detail);
+bool __wrap_snapfs_log_first(const char *key, const char *detail)
+{
+	(void)key;
+	(void)detail;
+	return true;
+}
+
 void __wrap_snapfs_log(enum snapfs_log_level level, const char *fmt, ...);
 void __wrap_snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 {

@@ -978,9 +978,11 @@ static void test_held(void **state UNUSED)
 	assert_string_equal(h.snap, want);
 	assert_int_equal(snapfs_snapset_held(g->dir, "vda.raw", 2, &h), -ENOENT);
 
-	/* A qcow2 disk has no partitions of its own. */
-	assert_int_equal(snapfs_snapset_held(g->dir, "vdb.qcow2", 0, &h), 0);
+	/* A qcow2 disk the listing did not decode: its container only, and
+	 * no partitions. */
+	assert_int_equal(snapfs_snapset_held(g->dir, "vdb.qcow2", SNAPFS_CONTAINER, &h), 0);
 	assert_true(h.size == 8 * MIB);
+	assert_int_equal(snapfs_snapset_held(g->dir, "vdb.qcow2", 0, &h), -ENOENT);
 	assert_int_equal(snapfs_snapset_disk(s, "vdb.qcow2")->parts.n, 0);
 	assert_int_equal(snapfs_snapset_held(g->dir, "vdb.qcow2", 1, &h), -ENOENT);
 

@@ -1,0 +1,222 @@
+/* qcow2 disks in the guest list: the chain of LVs below each (every layer
+ * is snapshotted with the disk), and what a listing shows of the decoded
+ * disk (its size, partitions and holes), read from the live origins.
+ *
+ * Only the domain XML says a disk is qcow2; nothing is probed.  A disk
+ * whose image is refused, or whose chain cannot be followed to LVs of its
+ * own VG, is shown as its container only, with one line saying why.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+bool snapfs_disk_is_container(const struct snapfs_disk *d)
+{
+	return strcmp(d->format, "raw") != 0;
+}
+
+/* Live origins open for one decode. */
+struct live {
+	int fd[SNAPFS_CHAIN_MAX];
+	size_t n;
+	struct snapfs_chain chain;
+};
+
+static void live_close(struct live *l)
+{
+	snapfs_chain_close(&l->chain);
+	for (size_t i = 0; i < l->n; i++)
+		close(l->fd[i]);
+	l->n = 0;
+}
+
+static void refused(const char *guest, const struct snapfs_disk *d, const char *why)
+{
+	char key[300];
+
+	snprintf(key, sizeof(key), "qcow2 view %s %s", guest, d->target);
+	if (snapfs_log_first(key, why))
+		snapfs_warn("guest %s disk %s: %s is shown as its container only, not "
+			    "decoded: %s",
+			    guest, d->target, d->file, why);
+}
+
+/* Open the live device of lv (or the file d->path) as the next layer. */
+static int open_layer(struct live *l, const char *guest, const struct snapfs_disk *d,
+		      const struct snapfs_lv *lv, const char *format)
+{
+	struct snapfs_qcow2_io io;
+	char path[300];
+	const char *origin = path;
+	uint64_t size;
+	int fd;
+
+	if (!lv)
+		origin = d->path;
+	else if (lv->major < 0)
+		return -ENXIO; /* not active: nothing to read */
+	else if (snapfs_lvm_dm_path(lv->vg, lv->lv, path, sizeof(path)) < 0)
+		return -ENAMETOOLONG;
+	fd = snapfs_device_open(origin, &size);
+	if (fd < 0)
+		return fd;
+	l->fd[l->n] = fd;
+	snapfs_io_fd(&io, &l->fd[l->n], size, guest, d->target);
+	l->n++;
+	return snapfs_chain_push(&l->chain, &io, format);
+}
+
+/* The VG names of lvs, NULL-terminated (at most 64 kept). */
+static void vg_names(const struct snapfs_lv_list *lvs, const char *names[65])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < lvs->n && n < 64; i++) {
+		size_t k = 0;
+
+		while (k < n && strcmp(names[k], lvs->lv[i].vg))
+			k++;
+		if (k == n)
+			names[n++] = lvs->lv[i].vg;
+	}
+	names[n] = NULL;
+}
+
+/* Follow the backing names from the top image down, opening each layer.
+ * 0, 1 with *why when the chain is refused, -ENOENT for an LV lvs does not
+ * hold, or -errno. */
+static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d,
+			const struct snapfs_lv_list *lvs, const char **why)
+{
+	const char *vgs[65];
+
+	vg_names(lvs, vgs);
+	for (;;) {
+		struct snapfs_qcow2 *q = l->chain.q[l->chain.n - 1];
+		const char *name = q ? snapfs_qcow2_backing_name(q) : NULL;
+		const char *format = q ? snapfs_qcow2_backing_format(q) : NULL;
+		const struct snapfs_lv *lv;
+		struct snapfs_layer *grown;
+		char lvname[128];
+		int rc;
+
+		if (!name)
+			return 0;
+		if (d->kind == SNAPFS_ORIGIN_FILE) {
+			*why = "it has a backing file, and only chains of LVs are followed";
+			return 1;
+		}
+		if (snapfs_backing_lv(d->lv.vg, name, vgs, lvname, sizeof(lvname), why) < 0)
+			return 1;
+		if (!format || (strcmp(format, "qcow2") && strcmp(format, "raw"))) {
+			*why = "its backing file's format is not recorded as qcow2 or raw "
+			       "(qemu-img rebase -F), and formats are never probed";
+			return 1;
+		}
+		if (l->chain.n == SNAPFS_CHAIN_MAX) {
+			*why = "its backing chain is deeper than snapfs follows";
+			return 1;
+		}
+		lv = snapfs_lvm_find(lvs, d->lv.vg, lvname);
+		if (!lv)
+			return -ENOENT;
+		if (!strcmp(lv->lv, d->lv.lv) || !lv->is_ordinary) {
+			*why = "its backing file is the image itself or no plain LV";
+			return 1;
+		}
+		for (size_t k = 0; k < d->nlayers; k++) {
+			if (!strcmp(d->layer[k].lv.lv, lv->lv)) {
+				*why = "its backing chain is a loop";
+				return 1;
+			}
+		}
+		grown = reallocarray(d->layer, d->nlayers + 1, sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		d->layer = grown;
+		d->layer[d->nlayers].lv = *lv;
+		snprintf(d->layer[d->nlayers].format, sizeof(d->layer[0].format), "%s", format);
+		d->nlayers++;
+		rc = open_layer(l, guest, d, lv, format);
+		if (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -ELOOP) {
+			*why = "a layer of its backing chain is refused (said above)";
+			return 1;
+		}
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* What listings show of the decoded disk. */
+static void measure(struct live *l, const char *guest, struct snapfs_disk *d)
+{
+	struct snapfs_image im = { .kind = SNAPFS_IMAGE_QCOW2, .chain = &l->chain };
+	struct snapfs_qcow2 *top = l->chain.q[0];
+	uint64_t end;
+
+	d->view_size = im.size = snapfs_qcow2_virtual_size(top);
+	d->cluster_size = snapfs_qcow2_cluster_size(top);
+	if (snapfs_qcow2_image_end(top, &end) == 0 && end < d->size)
+		d->size = end;
+	d->view_allocated = snapfs_image_allocated(&im, 0, im.size);
+	snapfs_partitions_read_from(snapfs_chain_read, &l->chain, im.size, d->sector_size,
+				    guest, d->target, &d->parts);
+	for (size_t p = 0; p < d->parts.n; p++) {
+		struct snapfs_partition *part = &d->parts.part[p];
+
+		part->allocated = snapfs_image_allocated(&im, part->start,
+							 part->start + part->size);
+	}
+}
+
+int snapfs_disk_decode_live(const char *guest, struct snapfs_disk *d,
+			    const struct snapfs_lv_list *lvs, bool all_lvs, bool listing)
+{
+	struct live l = { 0 };
+	const char *why = NULL;
+	int rc;
+
+	free(d->layer);
+	d->layer = NULL;
+	d->nlayers = 0;
+	d->view[0] = '\0';
+	if (strcmp(d->format, "qcow2"))
+		return 1;
+	rc = open_layer(&l, guest, d, d->kind == SNAPFS_ORIGIN_LV ? &d->lv : NULL, "qcow2");
+	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
+		why = "its image is refused (said above)";
+		rc = 1;
+	}
+	if (rc == 0)
+		rc = follow_chain(&l, guest, d, lvs, &why);
+	if (rc == -ENOENT && all_lvs) {
+		why = "its backing file is no LV of the image's VG";
+		rc = 1;
+	}
+	if (rc == 0)
+		rc = snapfs_chain_link(&l.chain);
+	if (rc == 0 && snapfs_name_image(d->target, 0, "raw", d->view, sizeof(d->view)) < 0) {
+		why = "its name is too long";
+		rc = 1;
+	}
+	if (rc == 0 && listing)
+		measure(&l, guest, d);
+	live_close(&l);
+	if (rc == 1)
+		refused(guest, d, why);
+	else if (rc < 0 && rc != -ENOENT)
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: not decoded: %s", guest,
+			     d->target, strerror(-rc));
+	if (rc) {
+		d->view[0] = '\0';
+		free(d->layer);
+		d->layer = NULL;
+		d->nlayers = 0;
+	}
+	return rc;
+}
