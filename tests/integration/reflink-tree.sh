@@ -41,7 +41,11 @@ start=20480, size=16384, name=three
 P
 	random_file "$img/beta.raw" 16
 	qemu-img convert -q -f raw -O qcow2 "$img/beta.raw" "$qcow" || fail "qemu-img convert"
+	local beta_sha qcow_end
+	beta_sha=$(sha_file "$img/beta.raw")
 	rm -f "$img/beta.raw"
+	qcow_end=$(qemu-img check --output=json "$qcow" | sed -n 's/.*"image-end-offset": *\([0-9]*\).*/\1/p')
+	[ -n "$qcow_end" ] || fail "qemu-img check gave no image end"
 	sync -f "$fs"
 	local fp_gpt fp_qcow f o checked=0 t n start len type
 	fp_gpt=$(fingerprint "$gpt")
@@ -57,8 +61,9 @@ P
 	[ "$(ls_c "$mnt")" = "alpha beta " ] || fail "$fstype: guests: $(ls_c "$mnt")"
 	[ "$(ls_c "$mnt/alpha")" = "domain.xml vda.raw vda1.raw vda2.raw vda5.raw vdb.raw vdb1.raw vdb2.raw vdb3.raw " ] ||
 		fail "$fstype: alpha: $(ls_c "$mnt/alpha")"
-	[ "$(ls_c "$mnt/beta")" = "domain.xml vda.qcow2 " ] || fail "$fstype: beta: $(ls_c "$mnt/beta")"
-	[ "$(stat -c %s "$mnt/beta/vda.qcow2")" = "$(stat -c %s "$qcow")" ] || fail "$fstype: vda.qcow2 size"
+	[ "$(ls_c "$mnt/beta")" = "domain.xml vda.qcow2 vda.raw " ] || fail "$fstype: beta: $(ls_c "$mnt/beta")"
+	[ "$(stat -c %s "$mnt/beta/vda.qcow2")" = "$qcow_end" ] || fail "$fstype: vda.qcow2 size"
+	[ "$(stat -c %s "$mnt/beta/vda.raw")" = $((16 << 20)) ] || fail "$fstype: beta's vda.raw size"
 	for f in alpha/vda.raw alpha/vda5.raw alpha/vdb.raw alpha/vdb2.raw; do
 		case $f in alpha/vda*) o=$mbr ;; *) o=$gpt ;; esac
 		[ "$(xattr origin "$mnt/$f")" = "$o" ] || fail "$fstype: $f origin: $(xattr origin "$mnt/$f")"
@@ -155,7 +160,9 @@ P
 	exec 4<"$mnt/beta/vda.qcow2"
 	[ "$(sets_created beta)" = 1 ] || fail "$fstype: $(sets_created beta) sets for beta"
 	assert_clones "$fs" 3
-	[ "$(sha_file "$mnt/beta/vda.qcow2")" = "$(sha_file "$qcow")" ] || fail "$fstype: vda.qcow2 differs from $qcow"
+	[ "$(sha_file "$mnt/beta/vda.qcow2")" = "$(head -c "$qcow_end" "$qcow" | sha_file -)" ] ||
+		fail "$fstype: vda.qcow2 differs from $qcow"
+	[ "$(sha_file "$mnt/beta/vda.raw")" = "$beta_sha" ] || fail "$fstype: beta's vda.raw is not its disk"
 	exec 4<&-
 	wait_clones "$fs" 2
 	wait_for -t 10 sets_removed_is beta 1 || fail "$fstype: beta's set was not removed"
