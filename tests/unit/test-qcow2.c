@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -708,6 +709,79 @@ static void test_backing_chain(void **state UNUSED)
 	snapfs_qcow2_close(qt);
 	snapfs_qcow2_close(qm);
 	snapfs_qcow2_close(qb);
+	img_free(&top);
+	img_free(&mid);
+	img_free(&base);
+}
+
+/* The same chain through src/image.c, as files read it: layers pushed top
+ * first, then linked; holes are what no layer has data for. */
+static void test_image_chain(void **state UNUSED)
+{
+	uint64_t cs = 4 * KiB, at, end;
+	struct image base, mid, top;
+	struct snapfs_chain c = { 0 };
+	struct snapfs_qcow2_io io;
+	struct snapfs_image im;
+	uint8_t *buf;
+	static const uint64_t seeks[][3] = {
+		/* whence, from, expected: in units of cs, 1000 + n: 30 cs + 100 + n */
+		{ SEEK_DATA, 0, 0 },  { SEEK_HOLE, 0, 1 },  { SEEK_DATA, 1, 4 },
+		{ SEEK_HOLE, 4, 9 },  { SEEK_DATA, 9, 10 }, { SEEK_HOLE, 10, 11 },
+		{ SEEK_HOLE, 30, 1000 }, { SEEK_DATA, 31, 40 }, { SEEK_HOLE, 40, 41 },
+		{ SEEK_DATA, 41, 64 },
+	};
+
+	img_init(&base, 12, 40 * cs, ZSTD);
+	for (unsigned i = 0; i < 40; i += 2)
+		img_data(&base, i * cs, 1);
+	img_compressed(&base, 5 * cs, 2);
+	img_init(&mid, 12, 30 * cs + 100, V2);
+	memcpy(mid.expect, base.expect, mid.vsize);
+	img_data(&mid, 0, 3);
+	img_data(&mid, 7 * cs, 4);
+	img_init(&top, 12, 64 * cs, 0);
+	memcpy(top.expect, mid.expect, mid.vsize);
+	img_zero(&top, 2 * cs, false);
+	img_data(&top, 8 * cs, 5);
+	img_data(&top, 40 * cs, 6);
+	io = img_io(&top);
+	assert_int_equal(snapfs_chain_push(&c, &io, "qcow2"), 0);
+	io = img_io(&mid);
+	assert_int_equal(snapfs_chain_push(&c, &io, "qcow2"), 0);
+	io = img_io(&base);
+	assert_int_equal(snapfs_chain_push(&c, &io, "qcow2"), 0);
+	assert_int_equal(snapfs_chain_link(&c), 0);
+	im = (struct snapfs_image){ .kind = SNAPFS_IMAGE_QCOW2, .chain = &c,
+				    .size = top.vsize };
+
+	buf = malloc(top.vsize);
+	assert_non_null(buf);
+	assert_int_equal(snapfs_image_read(&im, buf, top.vsize, 0), 0);
+	assert_memory_equal(buf, top.expect, top.vsize);
+	free(buf);
+
+	end = top.vsize;
+	for (size_t i = 0; i < sizeof(seeks) / sizeof(seeks[0]); i++) {
+		uint64_t want = seeks[i][2] >= 1000 ? 30 * cs + 100 + (seeks[i][2] - 1000)
+						    : seeks[i][2] * cs;
+
+		assert_int_equal(snapfs_image_seek(&im, seeks[i][1] * cs, end, (int)seeks[i][0],
+						   &at), 0);
+		if (at != want)
+			fail_msg("seek %s from cluster %" PRIu64 ": %" PRIu64 ", want %" PRIu64,
+				 seeks[i][0] == SEEK_DATA ? "data" : "hole", seeks[i][1], at, want);
+	}
+	/* Clusters 0, 4-8, the even ones from 10 to 28, 100 bytes of 30, 40. */
+	assert_true(snapfs_image_allocated(&im, 0, end) == 17 * cs + 100);
+	assert_true(snapfs_image_allocated(&im, 4 * cs + 10, 6 * cs) == 2 * cs - 10);
+	snapfs_chain_close(&c);
+	/* A raw layer ends a chain: nothing goes below it. */
+	assert_int_equal(snapfs_chain_push(&c, &io, "raw"), 0);
+	assert_int_equal(snapfs_chain_push(&c, &io, "qcow2"), -ELOOP);
+	assert_int_equal(snapfs_chain_link(&c), -EINVAL); /* no qcow2 on top */
+	snapfs_chain_close(&c);
+	assert_no_log();
 	img_free(&top);
 	img_free(&mid);
 	img_free(&base);
@@ -1432,6 +1506,7 @@ int main(void)
 		cmocka_unit_test(test_compressed),
 		cmocka_unit_test(test_extended_l2),
 		cmocka_unit_test(test_backing_chain),
+		cmocka_unit_test(test_image_chain),
 		cmocka_unit_test(test_contiguous_reads),
 		cmocka_unit_test(test_read_bounds),
 		cmocka_unit_test(test_huge_disk),
