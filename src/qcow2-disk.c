@@ -15,11 +15,6 @@
 
 #include "snapfs.h"
 
-bool snapfs_disk_is_container(const struct snapfs_disk *d)
-{
-	return strcmp(d->format, "raw") != 0;
-}
-
 /* Live origins open for one decode. */
 struct live {
 	int fd[SNAPFS_CHAIN_MAX];

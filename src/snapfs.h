@@ -349,7 +349,7 @@ struct timespec snapfs_stamp_next(void);
 /* ISO 8601 UTC, "2026-11-25T17:35:34.123456789Z". */
 void snapfs_stamp_format(struct timespec ts, char *out, size_t outlen);
 
-/* ---- catalog.c: the guests, their disks and partitions ------------------ */
+/* ---- catalog.c: the source ------------------------------------------------ */
 
 enum snapfs_source_type { SNAPFS_SRC_LIBVIRT, SNAPFS_SRC_LVM };
 
@@ -362,6 +362,8 @@ struct snapfs_source {
 /* Parse SOURCE: "lvm:VG[,VG...]" or a libvirt URI (NULL: the default). */
 int snapfs_source_parse(const char *text, struct snapfs_source *src);
 void snapfs_source_free(struct snapfs_source *src);
+
+/* ---- guest.c: the guests and their disks, as the sources fill them ------- */
 
 /* Where a disk's bytes live: an LV, snapshotted by LVM, or a regular file
  * on XFS or btrfs, cloned (reflink). */
@@ -430,6 +432,24 @@ struct snapfs_guest {
 	struct timespec dir_stamp, xml_stamp;
 };
 
+/* The disk whose file, decoded view (partno 0) or partition is file; the
+ * container of a qcow2 disk gives SNAPFS_CONTAINER. */
+const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
+					    unsigned *partno);
+/* Fill g->disk from XML disks, resolving sources against lvs (used by the
+ * libvirt source; exposed for tests). */
+int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
+			  const char *target, const char *format, unsigned sector_size);
+/* The same for a regular file (path, and what stat said of it). */
+int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
+			       const struct stat *st, const char *target, const char *format,
+			       unsigned sector_size);
+void snapfs_guests_free(struct snapfs_guest *g, size_t n);
+/* Give each guest a distinct directory name; sorts by it. */
+void snapfs_guests_name(struct snapfs_guest *g, size_t n);
+
+/* ---- catalog.c: what one discovery saw ------------------------------------ */
+
 /* What one discovery saw.  Immutable once published; shared by reference. */
 struct snapfs_catalog {
 	unsigned refs;                    /* under the catalog lock in catalog.c */
@@ -464,21 +484,6 @@ void snapfs_catalog_put(struct snapfs_catalog *c);
 int snapfs_catalog_resolve(const struct snapfs_guest *seen, struct snapfs_catalog **out);
 const struct snapfs_guest *snapfs_catalog_guest(const struct snapfs_catalog *c,
 						const char *dir);
-/* The disk whose file, decoded view (partno 0) or partition is file; the
- * container of a qcow2 disk gives SNAPFS_CONTAINER. */
-const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const char *file,
-					    unsigned *partno);
-/* Fill g->disk from XML disks, resolving sources against lvs (used by the
- * libvirt source; exposed for tests). */
-int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
-			  const char *target, const char *format, unsigned sector_size);
-/* The same for a regular file (path, and what stat said of it). */
-int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
-			       const struct stat *st, const char *target, const char *format,
-			       unsigned sector_size);
-void snapfs_guests_free(struct snapfs_guest *g, size_t n);
-/* Give each guest a distinct directory name; sorts by it. */
-void snapfs_guests_name(struct snapfs_guest *g, size_t n);
 
 /* ---- source-libvirt.c, source-lvm.c ------------------------------------- */
 
