@@ -11,13 +11,14 @@
 
 /* ---- the bytes of one layer ------------------------------------------------ */
 
-static int snapdisk_pread(void *opaque, void *buf, size_t len, uint64_t off)
+/* Every one of len bytes, from a pread that may return fewer. */
+static int read_all(ssize_t (*rd)(const void *src, void *buf, size_t len, uint64_t off),
+		    const void *src, void *buf, size_t len, uint64_t off)
 {
-	const struct snapfs_snapdisk *d = opaque;
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = snapfs_device_pread(d, p, len, off);
+		ssize_t n = rd(src, p, len, off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -30,23 +31,24 @@ static int snapdisk_pread(void *opaque, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static ssize_t snapdisk_read_some(const void *d, void *buf, size_t len, uint64_t off)
+{
+	return snapfs_device_pread(d, buf, len, off);
+}
+
+static ssize_t fd_read_some(const void *fd, void *buf, size_t len, uint64_t off)
+{
+	return pread(*(const int *)fd, buf, len, (off_t)off);
+}
+
+static int snapdisk_pread(void *opaque, void *buf, size_t len, uint64_t off)
+{
+	return read_all(snapdisk_read_some, opaque, buf, len, off);
+}
+
 static int fd_pread(void *opaque, void *buf, size_t len, uint64_t off)
 {
-	int fd = *(const int *)opaque;
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -ENODATA;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return read_all(fd_read_some, opaque, buf, len, off);
 }
 
 void snapfs_io_snapdisk(struct snapfs_qcow2_io *io, const struct snapfs_snapdisk *d,

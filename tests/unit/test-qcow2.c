@@ -668,25 +668,32 @@ static void test_extended_l2(void **state UNUSED)
 }
 
 /* A chain of three: top (v3) <- middle (v2, shorter) <- base (zstd). */
+static void three_layers(struct image *base, struct image *mid, struct image *top,
+			 uint64_t cs)
+{
+	img_init(base, 12, 40 * cs, ZSTD);
+	for (unsigned i = 0; i < 40; i += 2)
+		img_data(base, i * cs, 1);
+	img_compressed(base, 5 * cs, 2);
+	img_init(mid, 12, 30 * cs + 100, V2);
+	memcpy(mid->expect, base->expect, mid->vsize);
+	img_data(mid, 0, 3);
+	img_data(mid, 7 * cs, 4);
+	img_init(top, 12, 64 * cs, 0);
+	memcpy(top->expect, mid->expect, mid->vsize);
+	img_zero(top, 2 * cs, false);
+	img_data(top, 8 * cs, 5);
+	img_data(top, 40 * cs, 6);
+}
+
+/* A chain of three: top (v3) <- middle (v2, shorter) <- base (zstd). */
 static void test_backing_chain(void **state UNUSED)
 {
 	uint64_t cs = 4 * KiB;
 	struct image base, mid, top;
 	struct snapfs_qcow2 *qb, *qm, *qt;
 
-	img_init(&base, 12, 40 * cs, ZSTD);
-	for (unsigned i = 0; i < 40; i += 2)
-		img_data(&base, i * cs, 1);
-	img_compressed(&base, 5 * cs, 2);
-	img_init(&mid, 12, 30 * cs + 100, V2);
-	memcpy(mid.expect, base.expect, mid.vsize);
-	img_data(&mid, 0, 3);
-	img_data(&mid, 7 * cs, 4);
-	img_init(&top, 12, 64 * cs, 0);
-	memcpy(top.expect, mid.expect, mid.vsize);
-	img_zero(&top, 2 * cs, false);
-	img_data(&top, 8 * cs, 5);
-	img_data(&top, 40 * cs, 6);
+	three_layers(&base, &mid, &top, cs);
 	qb = img_open(&base);
 	qm = img_open(&mid);
 	qt = img_open(&top);
@@ -732,19 +739,7 @@ static void test_image_chain(void **state UNUSED)
 		{ SEEK_DATA, 41, 64 },
 	};
 
-	img_init(&base, 12, 40 * cs, ZSTD);
-	for (unsigned i = 0; i < 40; i += 2)
-		img_data(&base, i * cs, 1);
-	img_compressed(&base, 5 * cs, 2);
-	img_init(&mid, 12, 30 * cs + 100, V2);
-	memcpy(mid.expect, base.expect, mid.vsize);
-	img_data(&mid, 0, 3);
-	img_data(&mid, 7 * cs, 4);
-	img_init(&top, 12, 64 * cs, 0);
-	memcpy(top.expect, mid.expect, mid.vsize);
-	img_zero(&top, 2 * cs, false);
-	img_data(&top, 8 * cs, 5);
-	img_data(&top, 40 * cs, 6);
+	three_layers(&base, &mid, &top, cs);
 	io = img_io(&top);
 	assert_int_equal(snapfs_chain_push(&c, &io, "qcow2"), 0);
 	io = img_io(&mid);
