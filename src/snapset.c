@@ -474,6 +474,18 @@ static int read_partitions(const struct snapfs_guest *g, struct snapfs_snapdisk 
 	else
 		rc = snapfs_partitions_read(d->fd, d->size, d->sector_size, g->dir, d->target,
 					    &d->parts);
+	if (rc < 0 && d->view.kind == SNAPFS_IMAGE_QCOW2) {
+		/* A damaged table where the partition table is (said by the
+		 * decoder): the disk is still served, its reads there fail. */
+		char key[SNAPFS_NAME_MAX + 64];
+
+		snprintf(key, sizeof(key), "qcow2 parts %s %s", g->dir, d->target);
+		if (snapfs_log_first(key, strerror(-rc)))
+			snapfs_error("guest %s disk %s: the decoded disk's partition table "
+				     "cannot be read (%s); it has no partition files",
+				     g->dir, d->target, strerror(-rc));
+		return 0;
+	}
 	if (rc < 0) {
 		snapfs_error("guest %s disk %s: reading the snapshot's partition table failed: "
 			     "%s",
