@@ -120,15 +120,15 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 		lv = snapfs_lvm_find(lvs, d->lv.vg, lvname);
 		if (!lv)
 			return -ENOENT;
-		if (!strcmp(lv->lv, d->lv.lv) || !lv->is_ordinary) {
-			*why = "its backing file is the image itself or no plain LV";
-			return 1;
-		}
-		for (size_t k = 0; k < d->nlayers; k++) {
-			if (!strcmp(d->layer[k].lv.lv, lv->lv)) {
+		for (size_t k = 0; k <= d->nlayers; k++) {
+			if (!strcmp(k ? d->layer[k - 1].lv.lv : d->lv.lv, lv->lv)) {
 				*why = "its backing chain is a loop";
 				return 1;
 			}
+		}
+		if (!lv->is_ordinary) {
+			*why = "its backing file is no plain LV (a snapshot, a pool)";
+			return 1;
 		}
 		grown = reallocarray(d->layer, d->nlayers + 1, sizeof(*grown));
 		if (!grown)
