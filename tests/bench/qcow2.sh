@@ -20,10 +20,11 @@
 #   SNAPFS_BENCH_DIR        where the XFS image file goes (/var/tmp)
 . "$(dirname -- "$0")/../functions.sh" || exit 99
 . "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
+. "$(dirname -- "$0")/../lib-reflink.sh" || exit 99
+. "$(dirname -- "$0")/lib-native.sh" || exit 99
 requires_root
 requires mkfs.xfs losetup qemu-img fusermount3 dd awk "${CC:-cc}"
 
-bench_dir=$(cd -- "$(dirname -- "$0")" && pwd)
 if [ "${SNAPFS_BENCH_QUICK:-0}" = 1 ]; then
 	disk_mib=${SNAPFS_BENCH_DISK_MIB:-256} rounds=${SNAPFS_BENCH_ROUNDS:-3}
 else
@@ -32,52 +33,23 @@ fi
 use_qsd=1
 command -v qemu-storage-daemon >/dev/null 2>&1 || use_qsd=0
 
-now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
-drop_caches() {
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
-}
-# utime + stime of a process, all its threads, in ticks.
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo $((${12} + ${13}))
-}
-clk_tck=$(getconf CLK_TCK)
-
 test_tmpdir
 work=$TEST_TMPDIR
 trap 'rc=$?; exec 3<&- 4<&-; (exit $rc); _run_cleanups' EXIT
 
-# ---- XFS on a loop device over a file on disk -------------------------------
-store=$(mktemp -d "${SNAPFS_BENCH_DIR:-/var/tmp}/snapfs-bench-qcow2.XXXXXX")
-add_cleanup "rm -rf '$store'"
-truncate -s $((disk_mib * 3 + 512))M "$store/xfs.img"
-mkfs.xfs -q -m reflink=1 "$store/xfs.img" || fail "mkfs.xfs"
-fs=$work/fs
-mkdir -p "$fs"
-mount -o loop "$store/xfs.img" "$fs" || fail "mount the XFS image"
-add_cleanup "umount '$fs'"
-loopdev=$(findmnt -n -o SOURCE "$fs")
+bench_xfs $((disk_mib * 3 + 512))
+fs=$FS
 
 log "making a ${disk_mib} MiB disk of random bytes, and its qcow2 image (64 KiB clusters)"
-"${CC:-cc}" -O2 -o "$work/benchtool" "$bench_dir/benchtool.c" || fail "cannot build benchtool.c"
-"$work/benchtool" fill $((disk_mib << 20)) 7 "$fs/raw.img" || fail "benchtool fill"
+build_benchtool
+"$BT" fill $((disk_mib << 20)) 7 "$fs/raw.img" || fail "benchtool fill"
 qemu-img convert -q -f raw -O qcow2 -o cluster_size=65536 "$fs/raw.img" "$fs/disk.qcow2" ||
 	fail "qemu-img convert"
 cp --reflink=always "$fs/disk.qcow2" "$fs/qsd.qcow2" || fail "reflink copy for qemu-storage-daemon"
 sync -f "$fs"
 
 xml=$work/node.xml
-{
-	echo "<node>"
-	virt_domain raw "$(printf "      <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vda'/></disk>" "$fs/raw.img")"
-	virt_domain q "$(printf "      <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda'/></disk>" "$fs/disk.qcow2")"
-	echo "</node>"
-} >"$xml"
+node_xml "$xml" raw "$(disk_file vda "$fs/raw.img")" q "$(disk_file vda "$fs/disk.qcow2" qcow2)"
 mnt=$work/mnt
 snapfs_start "test://$xml" "$mnt" -o freeze=off
 pid=$SNAPFS_PID
@@ -85,20 +57,7 @@ pid=$SNAPFS_PID
 exec 3<"$mnt/raw/vda.raw" 4<"$mnt/q/vda.raw"
 
 qsd_file=$work/qsd.raw
-if [ $use_qsd = 1 ]; then
-	: >"$qsd_file"
-	qemu-storage-daemon \
-		--blockdev driver=file,node-name=f,filename="$fs/qsd.qcow2",cache.direct=on \
-		--blockdev driver=qcow2,node-name=q,file=f \
-		--export type=fuse,id=e,node-name=q,mountpoint="$qsd_file" \
-		>"$work/qsd.log" 2>&1 &
-	qsd_pid=$!
-	# Gone before its file system is unmounted (the cleanups run in subshells:
-	# no wait there).
-	add_cleanup "kill $qsd_pid 2>/dev/null; while kill -0 $qsd_pid 2>/dev/null; do sleep 0.1; done"
-	wait_for -t 20 sh -c "[ \$(stat -c %s '$qsd_file') = $((disk_mib << 20)) ]" ||
-		fail "qemu-storage-daemon's export did not come up: $(cat "$work/qsd.log")"
-fi
+[ $use_qsd = 0 ] || qsd_export qcow2 "$fs/qsd.qcow2" "$qsd_file" "" "" qcow2
 
 # ---- rounds -----------------------------------------------------------------
 res=$work/results # round what usecs cputicks
@@ -123,19 +82,12 @@ for ((r = 1; r <= rounds; r++)); do
 done
 # The decoded disk is what the guest sees: the raw image, byte for byte.
 cmp "$mnt/raw/vda.raw" "$mnt/q/vda.raw" || fail "the decoded disk differs from the raw image"
-hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+hwm=$(hwm_kib "$pid")
 
 # ---- the table --------------------------------------------------------------
-echo "snapfs qcow2 benchmark: $(date -u +%Y-%m-%dT%H:%MZ), native, $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)"
-echo "disk ${disk_mib} MiB, qcow2 64 KiB clusters fully allocated, on XFS on $loopdev over a file in ${SNAPFS_BENCH_DIR:-/var/tmp}; $rounds rounds, dd bs=1M, cold"
-awk -v mib="$disk_mib" -v tck="$clk_tck" -v hwm="$hwm" -v qsd=$use_qsd '
-function median(list, n,   a, i, j, t) {
-	n = split(list, a, " ")
-	for (i = 1; i <= n; i++)
-		for (j = i + 1; j <= n; j++)
-			if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+echo "snapfs qcow2 benchmark: $(date -u +%Y-%m-%dT%H:%MZ), $(machine)"
+echo "disk ${disk_mib} MiB, qcow2 64 KiB clusters fully allocated, on $FS_WHERE; $rounds rounds, dd bs=1M, cold"
+awk -v mib="$disk_mib" -v tck="$clk_tck" -v hwm="$hwm" -v qsd=$use_qsd "$AWK_MEDIAN"'
 { us[$2] = us[$2] " " $3; cpu[$2] = cpu[$2] " " $4 }
 END {
 	gib = mib / 1024

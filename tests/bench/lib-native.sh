@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# What the native benchmarks (native.sh, qcow2.sh) share: a filesystem that
+# can clone on a loop device over a file on this machine's disk, timing,
+# the snapfs process's CPU, and the table's medians.  Sourced after
+# functions.sh and lib-snapfs.sh.
+
+now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+# utime + stime of a process (all its threads, dead ones too), in ticks.
+cpu_ticks() {
+	local s
+	s=$(<"/proc/$1/stat")
+	s=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $s
+	echo $((${12} + ${13}))
+}
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+clk_tck=$(getconf CLK_TCK)
+# The machine, for the table's head.
+machine() {
+	echo "native, $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(($(awk '/MemTotal/ { print $2 }' /proc/meminfo) >> 20)) GiB, kernel $(uname -r)"
+}
+
+# bench_xfs SIZE_MIB: XFS (reflink) on a loop device over a file in
+# $SNAPFS_BENCH_DIR (default /var/tmp: users read from disks; /dev/shm for
+# a run where memory is the limit), mounted on $TEST_TMPDIR/fs; sets FS and
+# FS_DEV.  Undone at exit.
+bench_xfs() {
+	local store
+	store=$(mktemp -d "${SNAPFS_BENCH_DIR:-/var/tmp}/snapfs-bench.XXXXXX")
+	add_cleanup "rm -rf '$store'"
+	truncate -s "$1M" "$store/xfs.img"
+	mkfs.xfs -q -m reflink=1 "$store/xfs.img" || fail "mkfs.xfs"
+	FS=$TEST_TMPDIR/fs
+	mkdir -p "$FS"
+	mount -o loop "$store/xfs.img" "$FS" || fail "mount the XFS image"
+	add_cleanup "umount '$FS'"
+	FS_DEV=$(findmnt -n -o SOURCE "$FS")
+	FS_WHERE="XFS on $FS_DEV over a file in ${SNAPFS_BENCH_DIR:-/var/tmp} ($(stat -f -c %T "${SNAPFS_BENCH_DIR:-/var/tmp}"))"
+}
+
+# benchtool: tests/bench/benchtool.c, built into $TEST_TMPDIR.
+build_benchtool() {
+	"${CC:-cc}" -O2 -o "$TEST_TMPDIR/benchtool" "$(dirname -- "${BASH_SOURCE[0]}")/benchtool.c" ||
+		fail "cannot build benchtool.c"
+	BT=$TEST_TMPDIR/benchtool
+}
+
+# qsd_export NAME FILE MOUNTPOINT [OFFSET SIZE] [DRIVER]: qemu-storage-
+# daemon's FUSE export of FILE (cache.direct=on, as snapfs reads with
+# O_DIRECT), through DRIVER (raw: a window of it at OFFSET, SIZE bytes).
+qsd_export() {
+	local name=$1 file=$2 mp=$3 off=${4:-} size=${5:-} driver=${6:-raw} node pid
+	: >"$mp"
+	node="driver=$driver,node-name=n,file=f"
+	[ -z "$off" ] || node+=",offset=$off,size=$size"
+	qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$file",cache.direct=on \
+		--blockdev "$node" --export type=fuse,id=e,node-name=n,mountpoint="$mp" \
+		>"$TEST_TMPDIR/qsd-$name.log" 2>&1 &
+	pid=$!
+	# Gone before its file system is unmounted (the cleanups run in
+	# subshells: no wait there).
+	add_cleanup "kill $pid 2>/dev/null; while kill -0 $pid 2>/dev/null; do sleep 0.1; done"
+	wait_for -t 20 sh -c "[ \$(stat -c %s '$mp') != 0 ]" ||
+		fail "qemu-storage-daemon's export of $file did not come up: $(cat "$TEST_TMPDIR/qsd-$name.log")"
+}
+
+# The awk function median(LIST): of space-separated numbers.
+AWK_MEDIAN='
+function median(list,   a, n, i, j, t) {
+	n = split(list, a, " ")
+	for (i = 1; i <= n; i++)
+		for (j = i + 1; j <= n; j++)
+			if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
