@@ -29,7 +29,7 @@ if [ "${SNAPFS_BENCH_QUICK:-0}" = 1 ]; then
 	disk_mib=${SNAPFS_BENCH_DISK_MIB:-256} part_mib=${SNAPFS_BENCH_PART_MIB:-64}
 	rounds=${SNAPFS_BENCH_ROUNDS:-3} nguests=${SNAPFS_BENCH_GUESTS:-20}
 else
-	disk_mib=${SNAPFS_BENCH_DISK_MIB:-2048} part_mib=${SNAPFS_BENCH_PART_MIB:-128}
+	disk_mib=${SNAPFS_BENCH_DISK_MIB:-2048} part_mib=${SNAPFS_BENCH_PART_MIB:-1024}
 	rounds=${SNAPFS_BENCH_ROUNDS:-5} nguests=${SNAPFS_BENCH_GUESTS:-200}
 fi
 readers=(dd1M dd4k cp tar)
