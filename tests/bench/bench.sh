@@ -35,6 +35,7 @@
 #   SNAPFS_BENCH_NO_QSD / SNAPFS_BENCH_NO_XMOUNT  1: leave that one out
 . "$(dirname -- "$0")/../functions.sh" || exit 99
 . "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
+. "$(dirname -- "$0")/lib-native.sh" || exit 99 # timing, CPU, caches
 requires_root
 requires lvcreate vgcfgbackup vgcfgrestore sfdisk getfattr fusermount3 dd cp tar awk "${CC:-cc}"
 
@@ -63,35 +64,10 @@ has xmount && [ "${SNAPFS_BENCH_NO_XMOUNT:-0}" != 1 ] || use_xmount=0
 has rsync || use_rsync=0
 
 t_start=${EPOCHREALTIME/[.,]/}
-now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
 phase() { log "[$(awk -v a="$t_start" -v b="$(now_us)" 'BEGIN { printf "%5.0fs", (b - a) / 1e6 }')] $*"; }
-# rotated ROUND ITEM...: the items, one per line, starting at the ROUND-th,
-# so that no item always goes first.
-rotated() {
-	local r=$1 i
-	shift
-	for ((i = 0; i < $#; i++)); do
-		echo "${@:(i + r - 1) % $# + 1:1}"
-	done
-}
-drop_caches() {
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
-}
-# utime + stime of a process (all its threads, dead ones too), in ticks.
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo $((${12} + ${13}))
-}
-hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 # The page cache, KiB: what a read leaves cached (FUSE's pages, and the
 # snapshot device's own when the daemon reads through it).
 cache_kib() { awk '/^(Buffers|Cached):/ { s += $2 } END { print s }' /proc/meminfo; }
-clk_tck=$(getconf CLK_TCK)
 # The files the benchmark holds open (3: g1 in snapfs, 4: in snapfs', 5 and
 # 6: g2) are closed before the cleanups run, or no unmount could succeed.
 trap 'bench_rc=$?; exec 3<&- 4<&- 5<&- 6<&-; (exit $bench_rc); _run_cleanups' EXIT

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# What the native benchmarks (native.sh, qcow2.sh) share: a filesystem that
-# can clone on a loop device over a file on this machine's disk, timing,
-# the snapfs process's CPU, and the table's medians.  Sourced after
+# What the benchmarks share: timing, the order of a round, a process's CPU
+# and peak RSS (bench.sh too); for the native ones (native.sh, qcow2.sh) a
+# filesystem that can clone on a loop device over a file on this machine's
+# disk, qemu-storage-daemon's exports, the table's medians.  Sourced after
 # functions.sh and lib-snapfs.sh.
 
 now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
@@ -17,6 +18,15 @@ cpu_ticks() {
 	# shellcheck disable=SC2086
 	set -- $s
 	echo $((${12} + ${13}))
+}
+# rotated ROUND ITEM...: the items, one per line, starting at the ROUND-th,
+# so that no item always goes first.
+rotated() {
+	local r=$1 i
+	shift
+	for ((i = 0; i < $#; i++)); do
+		echo "${@:(i + r - 1) % $# + 1:1}"
+	done
 }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 clk_tck=$(getconf CLK_TCK)

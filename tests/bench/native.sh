@@ -112,12 +112,6 @@ measure() {
 		echo "$r $region $reader $s $bytes $((t1 - t0)) $(($(cpu_ticks "$pid") - c0))" >>"$res"
 	done
 }
-# rotate ROUND ITEM...: the items, starting at the ROUND-th.
-rotate() {
-	local r=$1 i
-	shift
-	for ((i = 0; i < $#; i++)); do echo "${@:(i + r - 1) % $# + 1:1}"; done
-}
 subjects=(direct snapfs)
 [ $use_qsd = 0 ] || subjects+=(qsd)
 
@@ -125,10 +119,10 @@ subjects=(direct snapfs)
 exec 3<"$mnt/g1/vda.raw" 4<"$mnt/g2/vda.raw"
 for ((r = 1; r <= rounds; r++)); do
 	log "round $r of $rounds"
-	mapfile -t order < <(rotate "$r" "${subjects[@]}")
+	mapfile -t order < <(rotated "$r" "${subjects[@]}")
 	measure "$r" disk ddD direct
 	measure "$r" disk dd1M "${order[@]}"
-	for reader in $(rotate "$r" "${readers[@]}"); do
+	for reader in $(rotated "$r" "${readers[@]}"); do
 		measure "$r" part "$reader" "${order[@]}"
 	done
 	# Two readers on two guests at once, against one.
