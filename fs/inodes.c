@@ -154,6 +154,35 @@ void snapfs_inode_forget(fuse_ino_t ino, uint64_t n)
 	pthread_mutex_unlock(&inodes_lock);
 }
 
+fuse_ino_t *snapfs_inode_under(const char *dir, size_t *n)
+{
+	size_t len = strlen(dir), cap = 0;
+	fuse_ino_t *out = NULL;
+
+	*n = 0;
+	pthread_mutex_lock(&inodes_lock);
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (const struct inode *i = by_ino[b]; i; i = i->next_by_ino) {
+			if (i->path[0] != '/' || strncmp(i->path + 1, dir, len) ||
+			    i->path[len + 1] != '/')
+				continue;
+			if (*n == cap) {
+				size_t c = cap ? 2 * cap : 16;
+				fuse_ino_t *p = realloc(out, c * sizeof(*out));
+
+				if (!p)
+					goto out;
+				out = p;
+				cap = c;
+			}
+			out[(*n)++] = i->ino;
+		}
+	}
+out:
+	pthread_mutex_unlock(&inodes_lock);
+	return out;
+}
+
 size_t snapfs_inode_count(void)
 {
 	size_t n;

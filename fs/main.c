@@ -60,6 +60,24 @@ static int add_fsname(struct fuse_args *args, const char *source)
 	return fuse_opt_add_arg(args, opt);
 }
 
+static struct fuse_session *session;
+
+/* A guest's set is gone and its files show a new time: the kernel must ask
+ * for their attributes again rather than show the old set's for up to
+ * ATTR_TIMEOUT, or a backup tool that stat()s a file, then opens it (a new
+ * set), would see its time move as it read it (tar: "file changed as we
+ * read it").  Attributes only: nothing waits on the page cache. */
+static void forget_attrs(const char *dir)
+{
+	size_t n;
+	fuse_ino_t *ino = snapfs_inode_under(dir, &n);
+
+	/* ENOENT: the kernel has forgotten it already; after unmount, all. */
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(session, ino[i], -1, 0);
+	free(ino);
+}
+
 static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owner)
 {
 	struct fuse_loop_config *loop_cfg = NULL;
@@ -72,6 +90,7 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.uri = o->source,
 		.reserve = o->reserve,
 		.reserve_text = o->reserve_text,
+		.epoch_moved = forget_attrs,
 	};
 	struct fuse_session *se;
 	int rc = 1;
@@ -83,6 +102,7 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	se = fuse_session_new(args, &snapfs_ops, sizeof(snapfs_ops), NULL);
 	if (!se)
 		return 1;
+	session = se;
 	if (fuse_session_mount(se, o->mountpoint) < 0)
 		goto out_destroy;
 	/* The parent returns only now that the mount is ready. */

@@ -84,6 +84,9 @@ void snapfs_inode_forget(fuse_ino_t ino, uint64_t n);
 int snapfs_inode_path(fuse_ino_t ino, char path[SNAPFS_PATH_MAX]);
 /* Numbers held now, the root not counted. */
 size_t snapfs_inode_count(void);
+/* The numbers of the live paths in the guest directory dir, *n of them
+ * (malloc'd; NULL and *n 0 when none, or on ENOMEM after what it found). */
+fuse_ino_t *snapfs_inode_under(const char *dir, size_t *n);
 /* After unmount: drop every number. */
 void snapfs_inode_free_all(void);
 /* The path of name in the directory at dir; 0 or -ENAMETOOLONG. */

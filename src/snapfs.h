@@ -527,6 +527,10 @@ struct snapfs_snapset_config {
 	const char *uri;        /* libvirt URI for freezing, NULL: default */
 	struct snapfs_reserve reserve; /* -o reflink_reserve= */
 	const char *reserve_text; /* as given, for log lines */
+	/* Called when a guest's files start showing a new time (a set of it
+	 * is removed), with the guest's directory name, under the sets' lock:
+	 * what caches their attributes must forget them.  May be NULL. */
+	void (*epoch_moved)(const char *dir);
 };
 
 /* The bytes a file shows (image.c): a snapshot's own, or the disk a qcow2

@@ -662,6 +662,8 @@ static void retire_set(struct snapfs_snapset *s)
 {
 	unlink_set(s);
 	epoch_advance(s->dir);
+	if (config.epoch_moved)
+		config.epoch_moved(s->dir);
 }
 
 static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_disk *o)

@@ -199,6 +199,39 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+/* The files of one guest directory: not its neighbours, not the directory. */
+static void test_under(void **state UNUSED)
+{
+	fuse_ino_t a = ref("/web/vda.raw"), b = ref("/web/vda1.raw"), *got;
+	size_t n;
+
+	ref("/web");
+	ref("/webserver/vda.raw");
+	ref("/we/vda.raw");
+	ref("/db/vda.raw");
+	for (int i = 0; i < 40; i++) { /* past the first allocation */
+		char path[64];
+
+		snprintf(path, sizeof(path), "/many/vd%d.raw", i);
+		ref(path);
+	}
+	got = snapfs_inode_under("web", &n);
+	assert_int_equal(n, 2);
+	assert_true((got[0] == a && got[1] == b) || (got[0] == b && got[1] == a));
+	free(got);
+	got = snapfs_inode_under("many", &n);
+	assert_int_equal(n, 40);
+	free(got);
+	snapfs_inode_forget(a, 1);
+	got = snapfs_inode_under("web", &n);
+	assert_int_equal(n, 1);
+	assert_true(got[0] == b);
+	free(got);
+	got = snapfs_inode_under("none", &n);
+	assert_int_equal(n, 0);
+	assert_null(got);
+}
+
 static void test_threads(void **state UNUSED)
 {
 	pthread_t t[THREADS];
@@ -220,6 +253,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_too_long, teardown),
 		cmocka_unit_test_teardown(test_join, teardown),
 		cmocka_unit_test_teardown(test_many, teardown),
+		cmocka_unit_test_teardown(test_under, teardown),
 		cmocka_unit_test_teardown(test_threads, teardown),
 	};
 
