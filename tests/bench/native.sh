@@ -268,7 +268,14 @@ END {
 		target("rsync against the file directly", ratio_d["rsync part"], 0.75)
 	# A reader that, from the page cache, does not reach twice its speed
 	# through qemu-storage-daemon cannot through any server: say so.
-	for (k in ratio_q) {
+	order[1] = "dd1M disk"
+	for (i = 1; i <= n; i++)
+		order[i + 1] = rd[i] " part"
+	order[n + 2] = "two part"
+	for (i = 1; i <= n + 2; i++) {
+		k = order[i]
+		if (!(k in ratio_q))
+			continue
 		target(k " against qemu-storage-daemon", ratio_q[k], 2)
 		if (ratio_q[k] < 2 && (k in ceil_q) && ceil_q[k] < 2)
 			printf "  out of reach here: %s itself, on the file in the page cache, reads at %.2fx qemu-storage-daemon\n",
