@@ -311,16 +311,10 @@ if [ $use_qsd = 1 ]; then
 fi
 if [ $use_xmount = 1 ]; then
 	phase "xmount on $snap1"
-	mkdir -p "$work/xm-disk" "$work/xm-part"
-	xmount --in raw "$snap1" "$work/xm-disk" >"$work/xmount.log" 2>&1 || fail "xmount"
-	pid[xmount/disk]=$(pgrep -n -x xmount || true)
-	add_cleanup "umount '$work/xm-disk'; wait_for test ! -e /proc/${pid[xmount/disk]}"
-	xmount --in raw "$snap1" --offset "$part_off" --sizelimit "$part_len" "$work/xm-part" \
-		>>"$work/xmount.log" 2>&1 || fail "xmount --offset"
-	pid[xmount/part]=$(pgrep -n -x xmount || true)
-	add_cleanup "umount '$work/xm-part'; wait_for test ! -e /proc/${pid[xmount/part]}"
-	file_disk[xmount]=$(ls "$work"/xm-disk/*.dd)
-	file_part[xmount]=$(ls "$work"/xm-part/*.dd)
+	xmount_export "$snap1" "$work/xm-disk"
+	pid[xmount/disk]=$XM_PID file_disk[xmount]=$XM_FILE
+	xmount_export "$snap1" "$work/xm-part" "$part_off" "$part_len"
+	pid[xmount/part]=$XM_PID file_part[xmount]=$XM_FILE
 fi
 methods=(a "${methods_fs[@]}")
 [ $use_qsd = 0 ] || methods+=(qsd)

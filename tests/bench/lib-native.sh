@@ -84,6 +84,19 @@ qsd_export() {
 		fail "qemu-storage-daemon's export of $file did not come up: $(cat "$TEST_TMPDIR/qsd-$name.log")"
 }
 
+# xmount_export FILE MOUNTPOINT [OFFSET SIZE]: xmount's raw view of FILE
+# (a window of it at OFFSET, SIZE bytes) on MOUNTPOINT, unmounted at exit;
+# sets XM_FILE (the view) and XM_PID.
+xmount_export() {
+	local file=$1 mp=$2
+	mkdir -p "$mp"
+	xmount --in raw "$file" ${3:+--offset "$3" --sizelimit "$4"} "$mp" \
+		>>"$TEST_TMPDIR/xmount.log" 2>&1 || fail "xmount: $(cat "$TEST_TMPDIR/xmount.log")"
+	XM_PID=$(pgrep -n -x xmount || true)
+	add_cleanup "umount '$mp'; [ -z '$XM_PID' ] || wait_for test ! -e /proc/$XM_PID"
+	XM_FILE=$(ls "$mp"/*.dd)
+}
+
 # The awk function median(LIST): of space-separated numbers.
 AWK_MEDIAN='
 function median(list,   a, n, i, j, t) {

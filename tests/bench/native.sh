@@ -76,21 +76,10 @@ if [ $use_qsd = 1 ]; then
 	qsd_export part "$fs/g1-copy.img" "$work/qsd-part.raw" $part_off $part_len
 	qsd_export part2 "$fs/g2-copy.img" "$work/qsd-part2.raw" $part_off $part_len
 fi
-# xmount_export NAME [OFFSET SIZE]: xmount's raw view of g1's copy on
-# $work/xm-NAME; sets XM_FILE.
-xmount_export() {
-	local mp=$work/xm-$1 xpid
-	mkdir -p "$mp"
-	xmount --in raw "$fs/g1-copy.img" ${2:+--offset "$2" --sizelimit "$3"} "$mp" \
-		>>"$work/xmount.log" 2>&1 || fail "xmount: $(cat "$work/xmount.log")"
-	xpid=$(pgrep -n -x xmount || true)
-	add_cleanup "umount '$mp'; [ -z '$xpid' ] || while kill -0 $xpid 2>/dev/null; do sleep 0.1; done"
-	XM_FILE=$(ls "$mp"/*.dd)
-}
 if [ $use_xmount = 1 ]; then
-	xmount_export disk
+	xmount_export "$fs/g1-copy.img" "$work/xm-disk"
 	xm_disk=$XM_FILE
-	xmount_export part $part_off $part_len
+	xmount_export "$fs/g1-copy.img" "$work/xm-part" $part_off $part_len
 	xm_part=$XM_FILE
 	# xmount says st_blocks = 0: tar -S takes the file for one hole.
 	xm_notar=$([ "$(stat -c %b "$xm_part")" = 0 ] && echo 1 || echo 0)
