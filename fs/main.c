@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "snapfs-fuse.h"
 
@@ -19,7 +20,7 @@ static void owner_tag(const char *mountpoint, char *out, size_t outlen)
 		 (unsigned long long)snapfs_name_hash(mountpoint, strlen(mountpoint)));
 }
 
-static int cleanup_only(const char *mountpoint)
+static int cleanup_only(const char *mountpoint, const char *uri, const char *scratch)
 {
 	char owner[64];
 	char real[PATH_MAX];
@@ -42,6 +43,30 @@ static int cleanup_only(const char *mountpoint)
 		return 1;
 	printf("snapfs: removed %d leftover snapshot(s)%s%s\n", n, mountpoint ? " of " : "",
 	       mountpoint ? real : "");
+	/* Backup jobs are libvirt's; an lvm: source has none. */
+	n = uri && !strncmp(uri, "lvm:", 4) ? 0
+					   : snapfs_libvirt_sweep(uri, mountpoint ? owner : NULL,
+								  scratch);
+	if (n > 0)
+		printf("snapfs: aborted %d leftover backup job(s)%s%s\n", n,
+		       mountpoint ? " of " : "", mountpoint ? real : "");
+	return 0;
+}
+
+/* This mount's runtime directory, SNAPFS_RUN_BASE/MARK, for the sockets of
+ * its backup jobs: made anew (what is there is a dead run's), 0711 so that
+ * qemu reaches the 0700 directory of each job within, which it owns. */
+static int make_run_dir(const char *owner, char *out, size_t len)
+{
+	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
+
+	snprintf(out, len, "%s/%s", SNAPFS_RUN_BASE, owner + plen);
+	if ((mkdir(SNAPFS_RUN_BASE, 0711) < 0 && errno != EEXIST) ||
+	    (mkdir(out, 0711) < 0 && errno != EEXIST) || chmod(out, 0711) < 0) {
+		snapfs_warn("cannot make %s (%m): guests that need libvirt's backup API are not "
+			    "served", out);
+		return -1;
+	}
 	return 0;
 }
 
@@ -90,6 +115,10 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.uri = o->source,
 		.reserve = o->reserve,
 		.reserve_text = o->reserve_text,
+		.scratch_dir = o->scratch_dir,
+		.scratch_reserve = o->scratch_reserve,
+		.scratch_reserve_text = o->scratch_reserve_text,
+		.run_dir = o->run_dir,
 		.epoch_moved = forget_attrs,
 	};
 	struct fuse_session *se;
@@ -152,7 +181,7 @@ int main(int argc, char **argv)
 	struct fuse_args args;
 	struct snapfs_source src;
 	struct snapfs_catalog *cat = NULL;
-	char real[PATH_MAX];
+	char real[PATH_MAX], run_dir[128];
 	char owner[64];
 	int rc, n;
 
@@ -169,7 +198,7 @@ int main(int argc, char **argv)
 	snapfs_log_init(false, o.debug_mask);
 	snapfs_lvm_configure(NULL, (int)o.lvm_timeout * 1000);
 	if (o.cleanup) {
-		rc = cleanup_only(o.mountpoint);
+		rc = cleanup_only(o.mountpoint, o.source, o.scratch_dir);
 		goto out;
 	}
 	rc = 1;
@@ -195,6 +224,17 @@ int main(int argc, char **argv)
 	n = snapfs_lvm_sweep(owner);
 	if (n > 0)
 		snapfs_info("removed %d snapshot(s) left behind by an earlier run on %s", n, real);
+	if (src.type == SNAPFS_SRC_LIBVIRT) {
+		n = snapfs_libvirt_sweep(o.source, owner, o.scratch_dir);
+		if (n > 0)
+			snapfs_info("aborted %d backup job(s) left behind by an earlier run on %s",
+				    n, real);
+		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0)
+			o.run_dir = run_dir;
+		if (mkdir(o.scratch_dir, 0711) < 0 && errno != EEXIST)
+			snapfs_warn("scratch directory %s: %m", o.scratch_dir);
+	}
+	snapfs_source_libvirt_mode(o.snapshot);
 	snapfs_catalog_init(&src, o.cache);
 	/* A source that cannot be read fails the mount, with the reason. */
 	if (snapfs_catalog_get(&cat) < 0) {

@@ -15,6 +15,7 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_SINGLE, KEY_CLEANUP
 struct parse_state {
 	struct snapfs_opts *o;
 	char *linger, *cache, *lvm_timeout, *debug_areas, *freeze, *freeze_timeout, *readahead;
+	char *snapshot;
 	char *positional[3];
 	int npositional;
 };
@@ -28,6 +29,7 @@ static const struct fuse_opt spec[] = {
 	OPT("freeze=%s", freeze),
 	OPT("freeze_timeout=%s", freeze_timeout),
 	OPT("readahead=%s", readahead),
+	OPT("snapshot=%s", snapshot),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -44,6 +46,8 @@ static const struct fuse_opt spec[] = {
 static const struct fuse_opt spec_direct[] = {
 	{ "cow_size=%s", offsetof(struct snapfs_opts, cow_size), 0 },
 	{ "reflink_reserve=%s", offsetof(struct snapfs_opts, reserve_text), 0 },
+	{ "scratch_dir=%s", offsetof(struct snapfs_opts, scratch_dir), 0 },
+	{ "scratch_reserve=%s", offsetof(struct snapfs_opts, scratch_reserve_text), 0 },
 	{ "gid=%s", offsetof(struct snapfs_opts, gid_text), 0 },
 	FUSE_OPT_END,
 };
@@ -174,6 +178,19 @@ static int finish(struct parse_state *st)
 			return -EINVAL;
 		}
 	}
+	if (st->snapshot) {
+		if (!strcmp(st->snapshot, "auto")) {
+			o->snapshot = SNAPFS_SNAP_AUTO;
+		} else if (!strcmp(st->snapshot, "storage")) {
+			o->snapshot = SNAPFS_SNAP_STORAGE;
+		} else if (!strcmp(st->snapshot, "libvirt")) {
+			o->snapshot = SNAPFS_SNAP_LIBVIRT;
+		} else {
+			fprintf(stderr, "snapfs: snapshot=%s: expected auto, storage or libvirt\n",
+				st->snapshot);
+			return -EINVAL;
+		}
+	}
 	if (st->freeze_timeout) {
 		if (parse_seconds("freeze_timeout", st->freeze_timeout, 3600, &v) < 0 || v < 1) {
 			fprintf(stderr, "snapfs: freeze_timeout must be at least 1 second\n");
@@ -217,6 +234,22 @@ static int finish(struct parse_state *st)
 		fprintf(stderr, "snapfs: reflink_reserve=%s: expected a size such as 2G or "
 				"512M, or a share of the filesystem such as 5%%\n",
 			o->reserve_text);
+		return -EINVAL;
+	}
+	if (!o->scratch_reserve_text &&
+	    !(o->scratch_reserve_text = strdup(SNAPFS_RESERVE_DEFAULT)))
+		return -ENOMEM;
+	if (snapfs_reserve_parse(o->scratch_reserve_text, &o->scratch_reserve) < 0) {
+		fprintf(stderr, "snapfs: scratch_reserve=%s: expected a size such as 2G or "
+				"512M, or a share of the filesystem such as 5%%\n",
+			o->scratch_reserve_text);
+		return -EINVAL;
+	}
+	if (!o->scratch_dir && !(o->scratch_dir = strdup(SNAPFS_SCRATCH_DIR_DEFAULT)))
+		return -ENOMEM;
+	if (o->scratch_dir[0] != '/' || strlen(o->scratch_dir) > 900) {
+		fprintf(stderr, "snapfs: scratch_dir=%s: expected an absolute path\n",
+			o->scratch_dir);
 		return -EINVAL;
 	}
 	if (o->gid_text && parse_gid(o->gid_text, &o->gid) < 0)
@@ -282,6 +315,8 @@ void snapfs_opts_free(struct snapfs_opts *o)
 	free(o->mountpoint);
 	free(o->cow_size);
 	free(o->reserve_text);
+	free(o->scratch_reserve_text);
+	free(o->scratch_dir);
 	free(o->gid_text);
 	memset(o, 0, sizeof(*o));
 }
@@ -291,9 +326,10 @@ void snapfs_opts_usage(const char *prog)
 	printf("usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
 	       "       %s --cleanup [MOUNTPOINT]\n"
 	       "\n"
-	       "Serve the disks of KVM guests (LVM volumes, and files on XFS or btrfs)\n"
-	       "as read-only image files, each opened file reading from a point-in-time\n"
-	       "snapshot (an LVM snapshot, or a reflink clone of a file).\n"
+	       "Serve the disks of KVM guests (LVM volumes, files on XFS or btrfs, and\n"
+	       "every disk of a running guest) as read-only image files, each opened file\n"
+	       "reading from a point-in-time snapshot (an LVM snapshot, a reflink clone of\n"
+	       "a file, or a libvirt backup job).\n"
 	       "\n"
 	       "SOURCE is a libvirt URI (default: libvirt's default URI) or lvm:VG[,VG...]\n"
 	       "\n"
@@ -308,6 +344,13 @@ void snapfs_opts_usage(const char *prog)
 	       "    -o reflink_reserve=SIZE  free space left to the guests on a filesystem\n"
 	       "                           holding reflink clones: under it they are dropped\n"
 	       "                           (2G, 512M, or 5%% of the filesystem: the default)\n"
+	       "    -o snapshot=MODE       what snapshots a guest: auto (default: its storage\n"
+	       "                           where every disk's can, else libvirt's backup API\n"
+	       "                           for a running guest), storage, or libvirt\n"
+	       "    -o scratch_dir=DIR     where backup jobs keep their scratch files\n"
+	       "                           (default " SNAPFS_SCRATCH_DIR_DEFAULT ")\n"
+	       "    -o scratch_reserve=SIZE  free space kept there: under it a backup job\n"
+	       "                           is ended (2G, 512M, or 5%% of it: the default)\n"
 	       "    -o linger=SECONDS      keep a snapshot set this long after its last\n"
 	       "                           file is closed, so that a backup tool that copies\n"
 	       "                           a guest's files one after the other gets them all\n"

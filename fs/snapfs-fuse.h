@@ -19,6 +19,11 @@ struct snapfs_opts {
 	char *cow_size;        /* -o cow_size=, "20%ORIGIN" */
 	char *reserve_text;    /* -o reflink_reserve=, SNAPFS_RESERVE_DEFAULT */
 	struct snapfs_reserve reserve;
+	enum snapfs_snapshot_mode snapshot; /* -o snapshot=auto|storage|libvirt */
+	char *scratch_dir;     /* -o scratch_dir=, SNAPFS_SCRATCH_DIR_DEFAULT */
+	char *scratch_reserve_text; /* -o scratch_reserve=, SNAPFS_RESERVE_DEFAULT */
+	struct snapfs_reserve scratch_reserve;
+	const char *run_dir;   /* this mount's runtime directory, or NULL */
 	unsigned linger;       /* -o linger=SECONDS, SNAPFS_LINGER_DEFAULT */
 	double cache;          /* -o cache=SECONDS, guest discovery cache */
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */

@@ -44,9 +44,10 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 	if (n.kind == NODE_DISK || n.kind == NODE_PART) {
 		const struct snapfs_partition *p = n.kind == NODE_PART ? &n.part : NULL;
 
-		if (n.disk->kind == SNAPFS_ORIGIN_FILE) {
+		if (n.disk->kind != SNAPFS_ORIGIN_LV) {
 			xattr_add(x, "user.snapfs.origin", "%s", n.disk->path);
-			xattr_add(x, "user.snapfs.snapshot_kind", "reflink");
+			xattr_add(x, "user.snapfs.snapshot_kind", "%s",
+				  snapfs_mechanism_of(n.disk->kind)->name);
 		} else {
 			xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
 			xattr_add(x, "user.snapfs.snapshot_kind", "%s",

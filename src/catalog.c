@@ -106,8 +106,10 @@ static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 	uint64_t size;
 	int fd;
 
-	if (d->kind == SNAPFS_ORIGIN_FILE)
-			origin = d->path;
+	if (d->kind == SNAPFS_ORIGIN_BACKUP && !d->live_raw)
+		return; /* shown once a set is held: qemu reads it */
+	if (d->kind != SNAPFS_ORIGIN_LV)
+		origin = d->path;
 	else if (d->lv.major < 0 ||
 		 snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0)
 		return;
@@ -118,7 +120,7 @@ static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 		return;
 	}
 	snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
-	snapfs_partitions_measure(fd, d->kind == SNAPFS_ORIGIN_FILE, &d->parts);
+	snapfs_partitions_measure(fd, d->kind != SNAPFS_ORIGIN_LV, &d->parts);
 	close(fd);
 }
 

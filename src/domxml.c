@@ -58,6 +58,8 @@ struct disk_view {
 	const char *file;
 	const char *pool;
 	const char *volume;
+	const char *protocol; /* type network */
+	const char *name;
 	const char *block_size;
 };
 
@@ -230,6 +232,8 @@ static void read_view(const xmlNode *disk, struct disk_view *v)
 	v->file = attr(source, "file");
 	v->pool = attr(source, "pool");
 	v->volume = attr(source, "volume");
+	v->protocol = attr(source, "protocol");
+	v->name = attr(source, "name");
 	v->block_size = child_attr(disk, "blockio", "logical_block_size");
 }
 
@@ -256,7 +260,13 @@ static const char *skip_reason(const struct disk_view *v)
 			return "no <source pool volume>";
 		return NULL;
 	}
-	return "neither a block, a file nor a volume disk";
+	/* Served only through libvirt's backup API, which reads it in qemu. */
+	if (!strcmp(v->type, "network")) {
+		if (!v->protocol || !*v->protocol)
+			return "no <source protocol>";
+		return NULL;
+	}
+	return "neither a block, a file, a volume nor a network disk";
 }
 
 static bool has_only(const char *s, const char *set)
@@ -366,6 +376,17 @@ static bool pool_name_ok(const char *s)
 	       strcmp(s, ".") && strcmp(s, "..");
 }
 
+/* A network source, shown in logs and xattrs only: a protocol of
+ * [a-z0-9+], a name (may be absent: nbd) without control bytes. */
+static const char *network_invalid(const char *protocol, const char *name)
+{
+	if (strlen(protocol) > FORMAT_MAX || !has_only(protocol, "abcdefghijklmnopqrstuvwxyz0123456789+"))
+		return "source protocol is not 1 to 16 of [a-z0-9+]";
+	if (name && (strlen(name) >= DEV_PATH_MAX - FORMAT_MAX - 2 || has_control(name)))
+		return "network source name is too long or has control characters";
+	return NULL;
+}
+
 /* Why a block or volume disk cannot be served (warned), or NULL. */
 static const char *invalid_reason(const struct disk_view *v, unsigned *sector_size)
 {
@@ -381,6 +402,8 @@ static const char *invalid_reason(const struct disk_view *v, unsigned *sector_si
 		return path_invalid(v->file, file_why);
 	if (!strcmp(v->type, "block"))
 		return path_invalid(v->dev, dev_why);
+	if (!strcmp(v->type, "network"))
+		return network_invalid(v->protocol, v->name);
 	if (!pool_name_ok(v->pool) || !pool_name_ok(v->volume))
 		return "source pool or volume is empty, too long, or has '/', '.', '..' "
 		       "or control characters";
@@ -412,14 +435,23 @@ static int append_disk(struct walk *w, const struct disk_view *v, unsigned secto
 {
 	bool by_file = !v->type || !strcmp(v->type, "file");
 	bool by_dev = !by_file && !strcmp(v->type, "block");
-	bool by_pool = !by_file && !by_dev;
+	bool by_net = !by_file && !strcmp(v->type, "network");
+	bool by_pool = !by_file && !by_dev && !by_net;
+	char net[DEV_PATH_MAX];
+
+	if (by_net)
+		snprintf(net, sizeof(net), "%s:%s", v->protocol, v->name ? v->name : "");
 	struct snapfs_xml_disk d = {
 		.target = strdup(v->target),
 		.format = strdup(v->format ? v->format : "raw"),
-		.kind = by_file  ? SNAPFS_SOURCE_FILE
+		.kind = by_file	 ? SNAPFS_SOURCE_FILE
 			: by_dev ? SNAPFS_SOURCE_DEV
+			: by_net ? SNAPFS_SOURCE_NETWORK
 				 : SNAPFS_SOURCE_POOL,
-		.dev = by_file ? strdup(v->file) : by_dev ? strdup(v->dev) : NULL,
+		.dev = by_file ? strdup(v->file)
+		       : by_dev ? strdup(v->dev)
+		       : by_net ? strdup(net)
+				: NULL,
 		.pool = by_pool ? strdup(v->pool) : NULL,
 		.volume = by_pool ? strdup(v->volume) : NULL,
 		.sector_size = sector_size,
@@ -567,4 +599,118 @@ void snapfs_domxml_disks_free(struct snapfs_xml_disks *d)
 	free(d->disk);
 	d->disk = NULL;
 	d->n = 0;
+}
+
+/* ---- a backup job's XML --------------------------------------------------- */
+
+int snapfs_domxml_backup(const char *xml, char **socket, char ***scratch, size_t *n)
+{
+	xmlDocPtr doc = NULL;
+	const xmlNode *root, *c, *disk;
+	size_t len, count = 0;
+	char **files = NULL;
+	int ret;
+
+	*socket = NULL;
+	*scratch = NULL;
+	*n = 0;
+	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
+		return -EINVAL;
+	ret = parse("(backup job)", xml, len, &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	ret = is_element(root, "domainbackup") ? 0 : -EINVAL;
+	for (c = ret ? NULL : root->children; c && ret == 0; c = c->next) {
+		if (is_element(c, "server") && !*socket && attr(c, "socket")) {
+			if (!(*socket = strdup(attr(c, "socket"))))
+				ret = -ENOMEM;
+			continue;
+		}
+		if (!is_element(c, "disks"))
+			continue;
+		for (disk = c->children; disk && ret == 0; disk = disk->next) {
+			const char *file = is_element(disk, "disk")
+						   ? child_attr(disk, "scratch", "file")
+						   : NULL;
+			char **grown;
+
+			if (!file || count == DOMXML_MAX_DISKS)
+				continue;
+			grown = realloc(files, (count + 1) * sizeof(*grown));
+			if (!grown || !(grown[count] = strdup(file))) {
+				files = grown ? grown : files;
+				ret = -ENOMEM;
+				break;
+			}
+			files = grown;
+			count++;
+		}
+	}
+	xmlFreeDoc(doc);
+	if (ret < 0) {
+		for (size_t i = 0; i < count; i++)
+			free(files[i]);
+		free(files);
+		free(*socket);
+		*socket = NULL;
+		return ret;
+	}
+	*scratch = files;
+	*n = count;
+	return 0;
+}
+
+/* "+UID:+GID" or "UID:GID", numbers only. */
+static int parse_dac_label(const char *s, unsigned *uid, unsigned *gid)
+{
+	char *end;
+	unsigned long u, g;
+
+	if (*s == '+')
+		s++;
+	errno = 0;
+	u = strtoul(s, &end, 10);
+	if (end == s || *end != ':' || errno || u > 0x7fffffffUL)
+		return -EINVAL;
+	s = end + 1;
+	if (*s == '+')
+		s++;
+	g = strtoul(s, &end, 10);
+	if (end == s || *end || errno || g > 0x7fffffffUL)
+		return -EINVAL;
+	*uid = (unsigned)u;
+	*gid = (unsigned)g;
+	return 0;
+}
+
+int snapfs_domxml_dac_label(const char *xml, unsigned *uid, unsigned *gid)
+{
+	xmlDocPtr doc = NULL;
+	const xmlNode *root, *c;
+	size_t len;
+	int ret;
+
+	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
+		return -EINVAL;
+	ret = parse("(live domain)", xml, len, &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	ret = -ENOENT;
+	for (c = is_element(root, "domain") ? root->children : NULL; c && ret; c = c->next) {
+		const char *model = attr(c, "model");
+		const xmlNode *label;
+
+		if (!is_element(c, "seclabel") || !model || strcmp(model, "dac"))
+			continue;
+		label = first_child(c, "label");
+		if (label && label->children && label->children->type == XML_TEXT_NODE &&
+		    label->children->content)
+			ret = parse_dac_label((const char *)label->children->content, uid, gid);
+		else
+			ret = -EINVAL;
+	}
+	xmlFreeDoc(doc);
+	return ret;
 }

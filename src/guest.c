@@ -115,6 +115,23 @@ int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
 	return add_disk(g, &d, target, format, sector_size);
 }
 
+int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uint64_t size,
+				 bool live_raw, const char *target, unsigned sector_size)
+{
+	struct snapfs_disk d;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = SNAPFS_ORIGIN_BACKUP;
+	d.lv.major = d.lv.minor = -1;
+	d.size = size;
+	d.allocated = SNAPFS_ALL_DATA;
+	d.live_raw = live_raw;
+	if (!(d.path = strdup(source)))
+		return -ENOMEM;
+	/* qemu reads the image: the file is the disk as the guest sees it. */
+	return add_disk(g, &d, target, "raw", sector_size);
+}
+
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
 			       const struct stat *st, const char *target, const char *format,
 			       unsigned sector_size)
@@ -165,4 +182,25 @@ const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const 
 bool snapfs_disk_is_container(const struct snapfs_disk *d)
 {
 	return strcmp(d->format, "raw") != 0;
+}
+
+/* The mechanisms, in the order a set takes its disks. */
+const struct snapfs_mechanism *const snapfs_mechanisms[] = {
+	&snapfs_mech_lvm,
+	&snapfs_mech_reflink,
+	&snapfs_mech_libvirt,
+	NULL,
+};
+
+const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind)
+{
+	switch (kind) {
+	case SNAPFS_ORIGIN_LV:
+		return &snapfs_mech_lvm;
+	case SNAPFS_ORIGIN_FILE:
+		return &snapfs_mech_reflink;
+	case SNAPFS_ORIGIN_BACKUP:
+		break;
+	}
+	return &snapfs_mech_libvirt;
 }

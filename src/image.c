@@ -162,6 +162,8 @@ int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint
 		return snapdisk_pread((void *)im->dev, buf, len, off);
 	case SNAPFS_IMAGE_QCOW2:
 		return snapfs_chain_read(im->chain, buf, len, off);
+	case SNAPFS_IMAGE_NBD:
+		return snapfs_nbd_read(im->dev->nbd, buf, len, off);
 	case SNAPFS_IMAGE_NONE:
 		break;
 	}
@@ -171,7 +173,8 @@ int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint
 int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end, int whence,
 		      uint64_t *out)
 {
-	if (im->kind == SNAPFS_IMAGE_DEVICE)
+	/* An export's holes are the map its block status gave, if any. */
+	if (im->kind == SNAPFS_IMAGE_DEVICE || im->kind == SNAPFS_IMAGE_NBD)
 		return snapfs_device_seek(im->dev, off, end, whence, out);
 	if (im->kind != SNAPFS_IMAGE_QCOW2)
 		return -EIO;
@@ -197,7 +200,7 @@ uint64_t snapfs_image_allocated(const struct snapfs_image *im, uint64_t start, u
 {
 	uint64_t total = 0, off = start;
 
-	if (im->kind == SNAPFS_IMAGE_DEVICE && im->dev->has_map)
+	if ((im->kind == SNAPFS_IMAGE_DEVICE || im->kind == SNAPFS_IMAGE_NBD) && im->dev->has_map)
 		return snapfs_thinmap_bytes(&im->dev->map, start, end);
 	if (im->kind == SNAPFS_IMAGE_DEVICE && im->dev->kind == SNAPFS_ORIGIN_FILE)
 		return snapfs_file_allocated(im->dev->fd, start, end);

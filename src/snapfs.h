@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -77,7 +78,12 @@ int snapfs_name_image(const char *target, unsigned partno, const char *ext, char
 
 /* ---- domxml.c ---------------------------------------------------------- */
 
-enum snapfs_source_kind { SNAPFS_SOURCE_DEV, SNAPFS_SOURCE_POOL, SNAPFS_SOURCE_FILE };
+enum snapfs_source_kind {
+	SNAPFS_SOURCE_DEV,
+	SNAPFS_SOURCE_POOL,
+	SNAPFS_SOURCE_FILE,
+	SNAPFS_SOURCE_NETWORK, /* dev is "PROTOCOL:NAME", for log lines and xattrs */
+};
 
 struct snapfs_xml_disk {
 	char *target;   /* <target dev=...>, checked to be a plain name */
@@ -102,6 +108,14 @@ struct snapfs_xml_disks {
  * or -EINVAL for XML that does not parse. */
 int snapfs_domxml_disks(const char *guest, const char *xml, struct snapfs_xml_disks *out);
 void snapfs_domxml_disks_free(struct snapfs_xml_disks *d);
+/* What a backup job's XML (virDomainBackupGetXMLDesc) names: its NBD
+ * socket (NULL when none) and its disks' scratch files (*n of them).  The
+ * caller frees all.  0, -EINVAL for XML that is not a <domainbackup>, or
+ * -ENOMEM. */
+int snapfs_domxml_backup(const char *xml, char **socket, char ***scratch, size_t *n);
+/* The user and group a running guest's qemu runs as, from its live XML's
+ * DAC seclabel ("+64055:+64055"): 0, -ENOENT when it has none, -EINVAL. */
+int snapfs_domxml_dac_label(const char *xml, unsigned *uid, unsigned *gid);
 
 /* ---- exec.c ------------------------------------------------------------ */
 
@@ -121,6 +135,10 @@ void snapfs_exec_result_free(struct snapfs_exec_result *res);
 /* ---- lvm.c ------------------------------------------------------------- */
 
 #define SNAPFS_TAG "snapfs"
+/* Where each mount keeps its private runtime files (backup jobs' sockets),
+ * in a directory named for its owner mark. */
+#define SNAPFS_RUN_BASE "/run/snapfs"
+#define SNAPFS_SCRATCH_DIR_DEFAULT "/var/lib/snapfs/scratch"
 #define SNAPFS_OWNER_TAG_PREFIX "snapfs_owner_"
 
 struct snapfs_lv {
@@ -365,9 +383,17 @@ void snapfs_source_free(struct snapfs_source *src);
 
 /* ---- guest.c: the guests and their disks, as the sources fill them ------- */
 
-/* Where a disk's bytes live: an LV, snapshotted by LVM, or a regular file
- * on XFS or btrfs, cloned (reflink). */
-enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE };
+/* Where a disk's bytes live, and so what snapshots it: an LV (LVM), a
+ * regular file on XFS or btrfs (a reflink clone), or any disk of a running
+ * guest whose storage cannot snapshot itself (libvirt's backup API: qemu
+ * keeps the point-in-time view and exports it over NBD). */
+enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE, SNAPFS_ORIGIN_BACKUP };
+
+/* -o snapshot=: which mechanism a guest's set uses.  AUTO: its storage's,
+ * where every disk of the guest has one, else the backup API for a running
+ * guest; STORAGE: never the backup API; LIBVIRT: the backup API for every
+ * running guest.  A set never mixes the backup API with the others. */
+enum snapfs_snapshot_mode { SNAPFS_SNAP_AUTO, SNAPFS_SNAP_STORAGE, SNAPFS_SNAP_LIBVIRT };
 
 /* Layers of a qcow2 backing chain snapfs follows, the top one counted:
  * a deeper chain is not decoded. */
@@ -387,7 +413,11 @@ struct snapfs_disk {
 	unsigned sector_size;
 	enum snapfs_origin_kind kind;
 	struct snapfs_lv lv;              /* SNAPFS_ORIGIN_LV: the origin */
-	char *path;                       /* SNAPFS_ORIGIN_FILE: the origin file */
+	char *path;                       /* SNAPFS_ORIGIN_FILE: the origin file;
+					   * BACKUP: the source as the XML names it
+					   * (a path, or PROTOCOL:NAME) */
+	bool live_raw;                    /* BACKUP: path is a local raw file whose
+					   * partition table a listing may read */
 	uint64_t size;                    /* the origin's size when listed */
 	uint64_t allocated;               /* bytes holding data, or SNAPFS_ALL_DATA */
 	dev_t dev;                        /* its st_dev and st_ino when listed */
@@ -440,6 +470,11 @@ const struct snapfs_disk *snapfs_guest_disk(const struct snapfs_guest *g, const 
  * libvirt source; exposed for tests). */
 int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
 			  const char *target, const char *format, unsigned sector_size);
+/* A disk of a running guest served through libvirt's backup API: source
+ * as the XML names it, size its capacity (0 when not known), live_raw as
+ * in struct snapfs_disk. */
+int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uint64_t size,
+				 bool live_raw, const char *target, unsigned sector_size);
 /* The same for a regular file (path, and what stat said of it). */
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
 			       const struct stat *st, const char *target, const char *format,
@@ -500,8 +535,15 @@ int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs
 /* Close the libvirt connections kept between calls (before a fork, and at
  * exit); the next call connects again. */
 void snapfs_source_libvirt_disconnect(void);
+/* -o snapshot=: set once at start, before the first discovery. */
+void snapfs_source_libvirt_mode(enum snapfs_snapshot_mode mode);
 int snapfs_source_lvm_list(char *const *vgs, const struct snapfs_lv_list *lvs,
 			   struct snapfs_guest **out, size_t *n);
+
+/* The read-write libvirt connection for uri, shared (virConnectClose
+ * when done), or NULL (logged); and libvirt's last error message. */
+struct _virConnect *snapfs_libvirt_connect(const char *uri);
+const char *snapfs_libvirt_error(void);
 
 /* Freezing a guest's filesystems through its agent (source-libvirt.c).
  * prepare connects and looks the guest up before anything is frozen:
@@ -527,6 +569,10 @@ struct snapfs_snapset_config {
 	const char *uri;        /* libvirt URI for freezing, NULL: default */
 	struct snapfs_reserve reserve; /* -o reflink_reserve= */
 	const char *reserve_text; /* as given, for log lines */
+	const char *scratch_dir; /* -o scratch_dir=: the backup API's scratch files */
+	struct snapfs_reserve scratch_reserve; /* -o scratch_reserve= */
+	const char *scratch_reserve_text;
+	const char *run_dir;    /* this mount's private runtime directory (sockets) */
 	/* Called when a guest's files start showing a new time (a set of it
 	 * is removed), with the guest's directory name, under the sets' lock:
 	 * what caches their attributes must forget them.  May be NULL. */
@@ -540,18 +586,25 @@ enum snapfs_image_kind {
 	SNAPFS_IMAGE_NONE,            /* not served: reads fail with EIO */
 	SNAPFS_IMAGE_DEVICE,          /* the snapshot's bytes, from byte 0 */
 	SNAPFS_IMAGE_QCOW2,           /* decoded */
+	SNAPFS_IMAGE_NBD,             /* an NBD export's bytes (dev->nbd) */
 };
 
 struct snapfs_image {
 	enum snapfs_image_kind kind;
-	const struct snapfs_snapdisk *dev; /* DEVICE */
+	const struct snapfs_snapdisk *dev; /* DEVICE, NBD */
 	struct snapfs_chain *chain;   /* QCOW2 */
 	uint64_t size;
 	uint64_t allocated;           /* bytes holding data, or SNAPFS_ALL_DATA */
 };
 
+struct snapfs_mechanism;
+struct snapfs_nbd;
+struct snapfs_job;
+
 struct snapfs_snapdisk {
 	const char *guest;            /* the guest's name, for log lines */
+	const struct snapfs_mechanism *mech; /* what takes and removes it */
+	bool taken;                   /* its snapshot exists: remove it */
 	char file[SNAPFS_NAME_MAX + 1]; /* "" for a layer below a qcow2 disk */
 	char target[33];
 	char format[17];
@@ -575,7 +628,12 @@ struct snapfs_snapdisk {
 	int clone_fd;                 /* read-write, only to drop the clone; or -1 */
 	struct snapfs_fsinfo fs;      /* where the clone lives */
 	dev_t fs_dev;                 /* its st_dev */
-	bool dropped;                 /* its blocks given back: reads fail (atomic) */
+	bool dropped;                 /* reads fail from now on (atomic): a clone's
+				       * blocks given back, a backup job ended */
+	/* SNAPFS_ORIGIN_BACKUP */
+	struct snapfs_job *job;       /* the set's one backup job */
+	struct snapfs_nbd *nbd;       /* its export of this disk */
+	char *scratch;                /* the scratch file of this disk */
 	int fd;
 	int dfd;                      /* O_DIRECT on the same device, or -1 */
 	unsigned dio_align;           /* its logical block size */
@@ -589,6 +647,65 @@ struct snapfs_snapdisk {
 };
 
 struct snapfs_snapset;
+
+/* ---- snap-*.c: snapshot mechanisms ----------------------------------------
+ *
+ * What snapshots the disks of a set.  snapset.c runs the lifecycle and
+ * calls these; a disk's mechanism is that of its origin kind.  Each is
+ * called without the sets' lock, on one set's disks, by one thread at a
+ * time but for check (any reader) and watch (the watcher). */
+struct snapfs_mechanism {
+	const char *name;             /* "lvm", "reflink", "libvirt-backup" */
+	/* At snapfs_snapset_init: the mount's configuration (kept). */
+	void (*init)(const struct snapfs_snapset_config *cfg);
+	/* Before the freeze: what d is to snapshot, from disk o of g (lv: o's
+	 * LV or a layer's).  0 or -errno, logged. */
+	int (*plan)(const struct snapfs_guest *g, const struct snapfs_disk *o,
+		    const struct snapfs_lv *lv, struct snapfs_snapdisk *d);
+	/* Inside the freeze: snapshot the n disks ds (all of this mechanism)
+	 * at one instant, setting taken on each made.  0 or -errno, logged. */
+	int (*take)(const struct snapfs_guest *g, struct snapfs_snapdisk **ds, size_t n);
+	/* After the thaw: open d for reads (fd or image, size, allocated). */
+	int (*open)(const struct snapfs_guest *g, struct snapfs_snapdisk *d);
+	/* After a read: 0 while d is sound, else -EIO, with why (for the one
+	 * line the set logs; "" when the cause was logged already). */
+	int (*check)(const struct snapfs_snapdisk *d, char *why, size_t len);
+	/* Remove what take made (d->taken); a failure is retried here. */
+	void (*remove)(struct snapfs_snapdisk *d);
+	/* Where d's snapshot is (user.snapfs.snapshot): "vg/snap", "unnamed
+	 * reflink clone on /mnt"; and, when not the same, d for log lines. */
+	void (*where)(const struct snapfs_snapdisk *d, char *out, size_t len);
+	void (*describe)(const struct snapfs_snapdisk *d, char *out, size_t len);
+	/* The status view's line of d. */
+	void (*report)(FILE *f, const struct snapfs_snapdisk *d);
+	/* Every SNAPFS_WATCH_MS, with the disks of this mechanism in sets
+	 * that are READY (each set referenced meanwhile): drop what must go. */
+	void (*watch)(struct snapfs_snapdisk *const *ds, size_t n);
+	/* About once a second, from the reaper: retries. */
+	void (*tick)(void);
+	/* At shutdown, once every set is gone: last retries. */
+	void (*shutdown)(void);
+};
+#define SNAPFS_WATCH_MS 100
+
+extern const struct snapfs_mechanism snapfs_mech_lvm, snapfs_mech_reflink,
+	snapfs_mech_libvirt;
+/* The mechanisms, NULL-terminated (guest.c), and that of an origin kind. */
+extern const struct snapfs_mechanism *const snapfs_mechanisms[];
+const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind);
+
+/* Abort the backup jobs a dead snapfs left at uri: those of the mount of
+ * owner (its sockets in its runtime directory), or of any snapfs mount when
+ * owner is NULL, and remove their sockets and scratch files (for owner, also
+ * the files in scratch named for it).  Jobs of others are never touched.
+ * The number of jobs aborted, or -EIO when libvirt cannot be reached. */
+int snapfs_libvirt_sweep(const char *uri, const char *owner, const char *scratch);
+
+/* What mechanisms share with the lifecycle (snapset.c). */
+double snapfs_elapsed(const struct timespec *since);
+bool snapfs_snapdisk_dropped(const struct snapfs_snapdisk *d);
+/* Mark d dropped: its reads fail from now on.  True the first time. */
+bool snapfs_snapdisk_drop(struct snapfs_snapdisk *d);
 
 void snapfs_snapset_init(const struct snapfs_snapset_config *cfg);
 /* Remove every set, open files or not (unmount). */
@@ -744,5 +861,21 @@ uint64_t snapfs_image_allocated(const struct snapfs_image *im, uint64_t start, u
  * 0 with lv filled, or -EPERM. */
 int snapfs_backing_lv(const char *vg, const char *name, const char *const *vgs, char *lv,
 		      size_t lvlen, const char **why);
+
+/* ---- nbd.c: reading an NBD export (libnbd) --------------------------------- */
+
+/* Connect to export name at the UNIX socket path: up to conns connections,
+ * read-only, so that readers of one export run side by side.  *size gets
+ * the export's size.  guest and disk name log lines (copied).  0 or
+ * -errno (logged). */
+int snapfs_nbd_open(const char *socket, const char *name, unsigned conns, const char *guest,
+		    const char *disk, struct snapfs_nbd **out, uint64_t *size);
+/* All len bytes at off, from any thread: 0 or -EIO (logged once). */
+int snapfs_nbd_read(struct snapfs_nbd *n, void *buf, size_t len, uint64_t off);
+/* Where the export has data, by its base:allocation block status: 0 with
+ * out filled, -ENOTSUP when the server offers none, or -errno. */
+int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *out);
+/* Close every connection; no read may be running.  NULL is ignored. */
+void snapfs_nbd_close(struct snapfs_nbd *n);
 
 #endif

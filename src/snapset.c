@@ -1,13 +1,14 @@
 /* Snapshot sets: the first open of any file of a guest snapshots all of its
- * disks (LVM snapshots of its LVs, reflink clones of its files); every file
- * of the guest opened while the set is held reads from it; the last release
+ * disks at one instant, each by its mechanism (snap-*.c); every file of the
+ * guest opened while the set is held reads from it; the last release
  * removes it (after the linger time).
  *
  * Locking: sets_lock protects the list of sets, each set's refs, state and
- * idle time, and the pending-removal list.  It is never held across an
- * lvcreate or lvremove: a set being made is in state CREATING, and others
- * who want it wait on sets_cond, while listings and other guests' opens go
- * on.  A set's disks are read-only once it is READY.
+ * idle time.  It is never held across a mechanism's call (an lvcreate, a
+ * libvirt call): a set being made is in state CREATING, and others who
+ * want it wait on sets_cond, while listings and other guests' opens go
+ * on.  A set's disks are read-only once it is READY, but for what the
+ * mechanisms mark atomically (dropped) and what only the watcher touches.
  */
 #include "config.h"
 
@@ -37,26 +38,20 @@ struct snapfs_snapset {
 	size_t n;
 	bool invalid_logged;         /* under sets_lock */
 	bool frozen;                 /* taken with the guest frozen */
+	unsigned watching;           /* the watcher looks at its disks: not removed
+				      * until it is done */
 	struct snapfs_snapset *next;
-};
-
-/* A snapshot whose removal failed: retried by the reaper, never forgotten. */
-struct pending {
-	char vg[128], lv[128];
-	struct pending *next;
 };
 
 static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sets_cond; /* on CLOCK_MONOTONIC, made in snapfs_snapset_init */
 static struct snapfs_snapset *sets;   /* under sets_lock */
-static struct pending *pending;       /* under sets_lock */
 static bool stopping;                 /* under sets_lock */
 static pthread_t reaper;
 static bool reaper_started;
-static pthread_t space_watch;
-static bool space_watch_started;
+static pthread_t watcher;
+static bool watcher_started;
 static struct snapfs_snapset_config config; /* read-only after init */
-static unsigned name_seq;             /* under sets_lock */
 
 /* A guest's epoch: the time its files show while it holds no set, and the
  * time the files of its next set show.  It moves on only when a set of the
@@ -116,7 +111,7 @@ static void epochs_free(void)
 	}
 }
 
-static double elapsed(const struct timespec *since)
+double snapfs_elapsed(const struct timespec *since)
 {
 	struct timespec now;
 
@@ -131,6 +126,7 @@ static void free_set(struct snapfs_snapset *s)
 		snapfs_partitions_free(&s->disk[i].parts);
 		snapfs_thinmap_free(&s->disk[i].map);
 		free(s->disk[i].origin_path);
+		free(s->disk[i].scratch);
 		if (s->disk[i].chain) {
 			snapfs_chain_close(s->disk[i].chain);
 			free(s->disk[i].chain);
@@ -139,24 +135,6 @@ static void free_set(struct snapfs_snapset *s)
 	free(s->disk);
 	free(s->name);
 	free(s);
-}
-
-static void add_pending(const char *vg, const char *lv)
-{
-	struct pending *p = calloc(1, sizeof(*p));
-
-	if (!p) {
-		snapfs_error("out of memory: snapshot %s/%s must be removed by hand "
-			     "(or by snapfs --cleanup)", vg, lv);
-		return;
-	}
-	snprintf(p->vg, sizeof(p->vg), "%s", vg);
-	snprintf(p->lv, sizeof(p->lv), "%s", lv);
-	pthread_mutex_lock(&sets_lock);
-	p->next = pending;
-	pending = p;
-	pthread_cond_broadcast(&sets_cond);
-	pthread_mutex_unlock(&sets_lock);
 }
 
 /* Close and remove the snapshots of the first n disks of s. */
@@ -173,23 +151,13 @@ static void remove_disks(struct snapfs_snapset *s, size_t n)
 			close(d->dfd);
 			d->dfd = -1;
 		}
-		/* A clone has no name: its last descriptor takes it away. */
-		if (d->clone_fd >= 0) {
-			close(d->clone_fd);
-			d->clone_fd = -1;
-		}
-		if (d->kind != SNAPFS_ORIGIN_LV || !d->snap[0])
-			continue;
-		if (snapfs_lvm_snapshot_remove(d->vg, d->snap, config.owner) < 0) {
-			snapfs_error("guest %s disk %s: snapshot %s/%s could not be removed; "
-				     "retrying in the background",
-				     s->name, d->file, d->vg, d->snap);
-			add_pending(d->vg, d->snap);
-		}
+		if (d->taken)
+			d->mech->remove(d);
+		d->taken = false;
 	}
 }
 
-/* "vda.raw=vg/snap, vdb.raw=reflink:/path" for log lines. */
+/* "vda.raw=vg/snap, vdb.raw=reflink clone on /mnt" for log lines. */
 static void describe_disks(const struct snapfs_snapset *s, char *out, size_t outlen)
 {
 	size_t o = 0;
@@ -197,13 +165,11 @@ static void describe_disks(const struct snapfs_snapset *s, char *out, size_t out
 	out[0] = '\0';
 	for (size_t i = 0; i < s->n && o < outlen; i++) {
 		const struct snapfs_snapdisk *d = &s->disk[i];
+		char where[400];
 
-		if (d->kind == SNAPFS_ORIGIN_FILE)
-			o += (size_t)snprintf(out + o, outlen - o, "%s%s=reflink:%s", i ? ", " : "",
-					      d->file, d->origin_path);
-		else
-			o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s/%s", i ? ", " : "",
-					      d->file, d->vg, d->snap[0] ? d->snap : "(none)");
+		(d->mech->describe ? d->mech->describe : d->mech->where)(d, where, sizeof(where));
+		o += (size_t)snprintf(out + o, outlen - o, "%s%s=%s", i ? ", " : "", d->file,
+				      where);
 	}
 }
 
@@ -215,25 +181,8 @@ static void destroy_set(struct snapfs_snapset *s)
 	describe_disks(s, list, sizeof(list));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	remove_disks(s, s->n);
-	snapfs_info("guest %s: snapshot set removed in %.2fs: %s", s->name, elapsed(&t0), list);
+	snapfs_info("guest %s: snapshot set removed in %.2fs: %s", s->name, snapfs_elapsed(&t0), list);
 	free_set(s);
-}
-
-static void make_snap_name(const char *origin, char *out, size_t outlen)
-{
-	unsigned seq;
-
-	pthread_mutex_lock(&sets_lock);
-	seq = name_seq++;
-	pthread_mutex_unlock(&sets_lock);
-	/* LV names stop at 127 bytes; the origin's name is cut to fit.  The
-	 * mount's mark keeps two snapfs mounts' names apart. */
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
-	const char *mark = strncmp(config.owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? config.owner
-									      : config.owner + plen;
-
-	snprintf(out, outlen, "%.80s_snapfs_%.8s_%lx_%u", origin, mark,
-		 (unsigned long)time(NULL), seq);
 }
 
 /* Freeze a running libvirt guest per the freeze mode: 0 with *fz set (or
@@ -285,136 +234,8 @@ static void thaw_guest(const struct snapfs_guest *g, struct snapfs_freeze *fz,
 			     g->dir, why ? why : "?", g->dir);
 	else
 		snapfs_info("guest %s: filesystems thawed after %.2fs", g->dir,
-			    elapsed(frozen_at));
+			    snapfs_elapsed(frozen_at));
 	snapfs_freeze_close(fz);
-}
-
-static uint64_t mib(uint64_t bytes)
-{
-	return bytes >> 20;
-}
-
-/* Before a guest is frozen: is there room for a clone of the file disk
- * d at all?  0, or -ENOSPC (logged) when free space is already under the
- * reserve, or -errno. */
-static int check_room(const struct snapfs_guest *g, const struct snapfs_disk *d)
-{
-	CLEANUP_CLOSE int fd = open(d->path, O_PATH | O_CLOEXEC);
-	struct snapfs_fsinfo fs;
-	uint64_t free_bytes, total, reserve;
-	int rc;
-
-	if (!space_watch_started) {
-		snapfs_error("guest %s disk %s: not cloned: nothing watches the space clones "
-			     "take", g->dir, d->target);
-		return -EAGAIN;
-	}
-	if (fd < 0) {
-		rc = -errno;
-		snapfs_error("guest %s disk %s: cannot open %s: %s", g->dir, d->target, d->path,
-			     strerror(-rc));
-		return rc;
-	}
-	rc = snapfs_reflink_space(fd, &free_bytes, &total);
-	if (rc < 0)
-		return rc;
-	reserve = snapfs_reserve_bytes(&config.reserve, total);
-	if (free_bytes >= reserve)
-		return 0;
-	snapfs_reflink_fsinfo(fd, d->path, &fs);
-	snapfs_error("guest %s disk %s: not cloned: only %" PRIu64 " MiB free on %s, under the "
-		     "reserve of %" PRIu64 " MiB (-o reflink_reserve=%s)",
-		     g->dir, d->target, mib(free_bytes), fs.mount, mib(reserve),
-		     config.reserve_text);
-	return -ENOSPC;
-}
-
-/* Take the snapshot of d, with the guest frozen: lvcreate, or a reflink
- * clone (opened here: it has no name to open later). */
-static int snapshot_disk(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
-{
-	CLEANUP_FREE char *why = NULL;
-	int rc;
-
-	if (d->kind == SNAPFS_ORIGIN_FILE) {
-		rc = snapfs_reflink_clone(d->origin_path, d->origin_dev, d->origin_ino,
-					  &d->clone_fd, &d->fd, &d->size);
-		if (rc < 0)
-			snapfs_error("guest %s disk %s: reflink clone of %s failed: %s", g->dir,
-				     d->target, d->origin_path,
-				     rc == -ESTALE ? "another file has its name since it was listed"
-						   : strerror(-rc));
-		return rc;
-	}
-	/* d->path holds the name until the device is opened. */
-	rc = snapfs_lvm_snapshot_create(&d->lv, d->path, config.cow_size, config.owner, &why);
-	if (rc < 0) {
-		snapfs_error("guest %s disk %s: snapshot of %s/%s failed: %s", g->dir, d->target,
-			     d->vg, d->origin, why ? why : strerror(-rc));
-		return rc;
-	}
-	snprintf(d->snap, sizeof(d->snap), "%.127s", d->path);
-	return 0;
-}
-
-/* After the thaw: open an LV's snapshot (a clone is open already). */
-static int open_snapshot(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
-{
-	struct stat st;
-	int fd, rc;
-
-	d->allocated = SNAPFS_ALL_DATA;
-	if (d->kind == SNAPFS_ORIGIN_FILE) {
-		snapfs_reflink_fsinfo(d->fd, d->origin_path, &d->fs);
-		d->fs_dev = fstat(d->fd, &st) == 0 ? st.st_dev : 0;
-		if (d->fs_dev && (uint64_t)st.st_blocks * 512 < d->size)
-			d->allocated = (uint64_t)st.st_blocks * 512;
-		return 0;
-	}
-	rc = snapfs_lvm_dm_path(d->vg, d->snap, d->path, sizeof(d->path));
-	if (rc < 0) {
-		snapfs_error("guest %s disk %s: snapshot name %s/%s too long", g->dir, d->target,
-			     d->vg, d->snap);
-		return rc;
-	}
-	d->dm_name = d->path + strlen("/dev/mapper/");
-	fd = snapfs_device_open(d->path, &d->size);
-	if (fd < 0) {
-		snapfs_error("guest %s disk %s: cannot open snapshot %s: %s", g->dir, d->target,
-			     d->path, strerror(-fd));
-		return fd;
-	}
-	d->fd = fd;
-	return 0;
-}
-
-/* Where the thin snapshot of disk i has data, for its holes and st_blocks.
- * Without it (another tool holds the pool's metadata snapshot, no
- * thin_dump) the disk counts as all data: never an error to the reader. */
-static void read_thin_map(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
-{
-	char key[300];
-	int rc = snapfs_thinmap_read(d->dm_name, &d->map);
-
-	if (rc == 0) {
-		d->has_map = true;
-		d->allocated = snapfs_thinmap_bytes(&d->map, 0, d->size);
-		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: %zu mapped extents, %" PRIu64
-			     " of %" PRIu64 " bytes",
-			     g->dir, d->target, d->map.n, d->allocated, d->size);
-		return;
-	}
-	if (rc == -EBUSY) {
-		snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: the metadata snapshot of its "
-			     "thin pool is held by another tool; all of it counts as data",
-			     g->dir, d->target);
-		return;
-	}
-	snprintf(key, sizeof(key), "thinmap %s/%s", d->vg, d->origin);
-	if (snapfs_log_first(key, strerror(-rc)))
-		snapfs_warn("guest %s disk %s: the holes of thin LV %s/%s are not known (%s); "
-			    "all of it counts as data",
-			    g->dir, d->target, d->vg, d->origin, strerror(-rc));
 }
 
 /* The snapshots a set of g holds: each disk's, and the layers below a
@@ -438,6 +259,7 @@ static int plan_disk(struct snapfs_snapset *s, const struct snapfs_guest *g,
 	d->fd = d->dfd = d->clone_fd = -1;
 	d->guest = s->name;
 	d->kind = o->kind;
+	d->mech = snapfs_mechanism_of(o->kind);
 	d->depth = depth;
 	d->sector_size = o->sector_size;
 	snprintf(d->target, sizeof(d->target), "%s", o->target);
@@ -449,18 +271,17 @@ static int plan_disk(struct snapfs_snapset *s, const struct snapfs_guest *g,
 		snprintf(d->format, sizeof(d->format), "%s", o->format);
 		d->nlayers = o->view[0] ? o->nlayers : 0;
 	}
-	if (d->kind == SNAPFS_ORIGIN_FILE) {
-		d->origin_dev = o->dev;
-		d->origin_ino = o->ino;
-		if (!(d->origin_path = strdup(o->path)))
-			return -ENOMEM;
-		return check_room(g, o);
+	if (d->mech->watch && !watcher_started) {
+		snapfs_error("guest %s disk %s: not snapshotted: no thread watches what %s "
+			     "snapshots take", g->dir, d->target, d->mech->name);
+		return -EAGAIN;
 	}
-	d->lv = *lv;
-	snprintf(d->vg, sizeof(d->vg), "%s", lv->vg);
-	snprintf(d->origin, sizeof(d->origin), "%s", lv->lv);
-	make_snap_name(d->origin, d->path, sizeof(d->path));
-	return 0;
+	return d->mech->plan(g, o, lv, d);
+}
+
+static int image_read_cb(void *im, void *buf, size_t len, uint64_t off)
+{
+	return snapfs_image_read(im, buf, len, off);
 }
 
 /* The partitions of disk d's view, and what of them holds data. */
@@ -470,6 +291,9 @@ static int read_partitions(const struct snapfs_guest *g, struct snapfs_snapdisk 
 
 	if (d->view.kind == SNAPFS_IMAGE_QCOW2)
 		rc = snapfs_partitions_read_from(snapfs_chain_read, d->chain, d->view.size,
+						 d->sector_size, g->dir, d->target, &d->parts);
+	else if (d->view.kind != SNAPFS_IMAGE_DEVICE)
+		rc = snapfs_partitions_read_from(image_read_cb, &d->view, d->view.size,
 						 d->sector_size, g->dir, d->target, &d->parts);
 	else
 		rc = snapfs_partitions_read(d->fd, d->size, d->sector_size, g->dir, d->target,
@@ -552,8 +376,10 @@ static int set_images(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 {
 	const char *why = NULL;
 
-	d->container = (struct snapfs_image){ .kind = SNAPFS_IMAGE_DEVICE, .dev = d,
-					      .size = d->size, .allocated = d->allocated };
+	d->container = (struct snapfs_image){ .kind = d->nbd ? SNAPFS_IMAGE_NBD
+								: SNAPFS_IMAGE_DEVICE,
+					      .dev = d, .size = d->size,
+					      .allocated = d->allocated };
 	if (strcmp(d->format, "raw") == 0) {
 		d->view = d->container;
 		return read_partitions(g, d);
@@ -569,17 +395,36 @@ static int set_images(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 	return 0;
 }
 
-/* Snapshot every disk (the guest frozen only for the lvcreate calls and
- * the clones), then open the snapshots.  All or nothing. */
+/* Inside the freeze: each mechanism takes its disks of s, all at once
+ * (ds: room for s->n pointers). */
+static int take_all(const struct snapfs_guest *g, struct snapfs_snapset *s,
+		    struct snapfs_snapdisk **ds)
+{
+	for (size_t m = 0; snapfs_mechanisms[m]; m++) {
+		size_t n = 0;
+		int rc;
+
+		for (size_t i = 0; i < s->n; i++)
+			if (s->disk[i].mech == snapfs_mechanisms[m])
+				ds[n++] = &s->disk[i];
+		if (n && (rc = snapfs_mechanisms[m]->take(g, ds, n)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Snapshot every disk (the guest frozen only while the mechanisms take
+ * them), then open the snapshots.  All or nothing. */
 static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 {
 	struct snapfs_freeze *fz = NULL;
 	struct timespec frozen_at;
-	size_t made, n = count_disks(g);
+	size_t n = count_disks(g);
+	CLEANUP_FREE struct snapfs_snapdisk **ds = calloc(n ? n : 1, sizeof(*ds));
 	int rc = 0;
 
 	s->disk = calloc(n ? n : 1, sizeof(*s->disk));
-	if (!s->disk)
+	if (!s->disk || !ds)
 		return -ENOMEM;
 	s->n = n;
 	for (size_t i = 0, j = 0; i < g->ndisks; i++) {
@@ -600,29 +445,24 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		return rc;
 	}
 	s->stamp = snapfs_stamp_next();
-	for (made = 0; made < s->n; made++) {
-		rc = snapshot_disk(g, &s->disk[made]);
-		if (rc < 0)
-			break;
-	}
+	rc = take_all(g, s, ds);
 	thaw_guest(g, fz, &frozen_at);
 	if (rc < 0)
 		goto undo;
 	for (size_t i = 0; i < s->n; i++) {
 		struct snapfs_snapdisk *d = &s->disk[i];
 
-		rc = open_snapshot(g, d);
+		rc = d->mech->open(g, d);
 		if (rc < 0)
 			goto undo;
-		if (d->kind == SNAPFS_ORIGIN_LV && d->lv.thin)
-			read_thin_map(g, d);
+		if (d->fd < 0)
+			continue; /* read through its image, not a descriptor */
 		d->dfd = snapfs_device_open_direct(d->fd, &d->dio_align);
 		if (d->dfd < 0)
 			snapfs_debug(SNAPFS_DBG_SNAP,
-				     "guest %s disk %s: no O_DIRECT on %s (%s); reads are cached",
-				     g->dir, d->target,
-				     d->kind == SNAPFS_ORIGIN_FILE ? "its clone" : d->path,
-				     strerror(-d->dfd));
+				     "guest %s disk %s: no O_DIRECT on its %s snapshot (%s); reads "
+				     "are cached",
+				     g->dir, d->target, d->mech->name, strerror(-d->dfd));
 	}
 	/* Every snapshot open: a disk's view reads its layers'. */
 	for (size_t i = 0; i < s->n; i++) {
@@ -664,13 +504,16 @@ static void retire_set(struct snapfs_snapset *s)
 	epoch_advance(s->dir);
 	if (config.epoch_moved)
 		config.epoch_moved(s->dir);
+	/* The watcher may still look at its disks: it lets go within one look. */
+	while (s->watching)
+		pthread_cond_wait(&sets_cond, &sets_lock);
 }
 
 static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_disk *o)
 {
 	if (d->kind != o->kind || strcmp(d->file, o->file))
 		return false;
-	if (d->kind == SNAPFS_ORIGIN_FILE)
+	if (d->kind != SNAPFS_ORIGIN_LV)
 		return !strcmp(d->origin_path, o->path);
 	return !strcmp(d->vg, o->lv.vg) && !strcmp(d->origin, o->lv.lv);
 }
@@ -695,25 +538,25 @@ static bool set_matches(const struct snapfs_snapset *s, const struct snapfs_gues
 	return true;
 }
 
-static bool dropped(const struct snapfs_snapdisk *d)
+bool snapfs_snapdisk_dropped(const struct snapfs_snapdisk *d)
 {
 	return __atomic_load_n(&d->dropped, __ATOMIC_SEQ_CST);
 }
 
+bool snapfs_snapdisk_drop(struct snapfs_snapdisk *d)
+{
+	return !__atomic_exchange_n(&d->dropped, true, __ATOMIC_SEQ_CST);
+}
+
 static bool set_invalid(const struct snapfs_snapset *s)
 {
-	struct snapfs_cow cow;
+	char why[512];
 
 	if (s->invalid_logged)
 		return true;
-	for (size_t i = 0; i < s->n; i++) {
-		if (s->disk[i].kind == SNAPFS_ORIGIN_FILE) {
-			if (dropped(&s->disk[i]))
-				return true;
-		} else if (snapfs_dm_status(s->disk[i].dm_name, &cow) == 0 && !cow.valid) {
+	for (size_t i = 0; i < s->n; i++)
+		if (s->disk[i].mech->check(&s->disk[i], why, sizeof(why)) < 0)
 			return true;
-		}
-	}
 	return false;
 }
 
@@ -798,7 +641,7 @@ int snapfs_snapset_acquire(const struct snapfs_guest *g, struct snapfs_snapset *
 	char list[1024];
 
 	describe_disks(s, list, sizeof(list));
-	snapfs_info("guest %s: snapshot set created in %.2fs: %s", s->name, elapsed(&t0), list);
+	snapfs_info("guest %s: snapshot set created in %.2fs: %s", s->name, snapfs_elapsed(&t0), list);
 	*out = s;
 	return 0;
 }
@@ -836,7 +679,22 @@ struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s)
 	return s->shown;
 }
 
-static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d);
+/* After a read of d: the first failure of a set is logged, once. */
+static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
+{
+	char why[512] = "";
+	bool first;
+
+	if (d->mech->check(d, why, sizeof(why)) == 0)
+		return 0;
+	pthread_mutex_lock(&sets_lock);
+	first = !s->invalid_logged;
+	s->invalid_logged = true;
+	pthread_mutex_unlock(&sets_lock);
+	if (first && why[0])
+		snapfs_error("guest %s disk %s: %s", s->name, d->file, why);
+	return -EIO;
+}
 
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
 {
@@ -844,34 +702,6 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 		if (check_one(s, &d[k]) < 0)
 			return -EIO;
 	return 0;
-}
-
-static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
-{
-	struct snapfs_cow cow;
-	int rc;
-	bool first;
-
-	/* A dropped clone: the drop was logged, with the reason. */
-	if (d->kind == SNAPFS_ORIGIN_FILE)
-		return dropped(d) ? -EIO : 0;
-	rc = snapfs_dm_status(d->dm_name, &cow);
-	if (rc == 0 && cow.valid)
-		return 0;
-	pthread_mutex_lock(&sets_lock);
-	first = !s->invalid_logged;
-	s->invalid_logged = true;
-	pthread_mutex_unlock(&sets_lock);
-	if (first && rc == 0)
-		snapfs_error("guest %s disk %s: snapshot %s/%s is invalid (its COW area filled "
-			     "up); every read of this set fails with EIO until it is released. "
-			     "Raise -o cow_size= (now %s) or let LVM extend snapshots "
-			     "(snapshot_autoextend_threshold)",
-			     s->name, d->file, d->vg, d->snap, config.cow_size);
-	else if (first)
-		snapfs_error("guest %s disk %s: cannot check snapshot %s/%s: %s; failing reads",
-			     s->name, d->file, d->vg, d->snap, strerror(-rc));
-	return -EIO;
 }
 
 /* The disk of a set that is READY, or NULL.  Under sets_lock. */
@@ -899,11 +729,7 @@ int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,
 
 		out->size = im->size;
 		out->allocated = im->allocated;
-		if (d->kind == SNAPFS_ORIGIN_FILE)
-			snprintf(out->snap, sizeof(out->snap), "unnamed reflink clone on %s%s",
-				 d->fs.mount, dropped(d) ? " (dropped)" : "");
-		else
-			snprintf(out->snap, sizeof(out->snap), "%s/%s", d->vg, d->snap);
+		d->mech->where(d, out->snap, sizeof(out->snap));
 		rc = im->kind == SNAPFS_IMAGE_NONE ? -ENOENT : 0;
 		if (partno && partno != SNAPFS_CONTAINER) {
 			rc = -ENOENT;
@@ -955,62 +781,6 @@ size_t snapfs_snapset_count(void)
 	return n;
 }
 
-/* COW use of a classic snapshot in percent, or -1 (thin, or unknown). */
-static int cow_percent(const struct snapfs_snapdisk *d, bool *valid)
-{
-	struct snapfs_cow cow;
-
-	*valid = true;
-	if (d->kind != SNAPFS_ORIGIN_LV || snapfs_dm_status(d->dm_name, &cow) < 0)
-		return -1;
-	*valid = cow.valid;
-	if (!cow.valid)
-		return 100;
-	return cow.total ? (int)(cow.used * 100 / cow.total) : -1;
-}
-
-/* Warn when a held snapshot's COW area passes 80% and again at 95%. */
-static void watch_cow(void)
-{
-	for (struct snapfs_snapset *s = sets; s; s = s->next) {
-		if (s->state != SET_READY)
-			continue;
-		for (size_t i = 0; i < s->n; i++) {
-			struct snapfs_snapdisk *d = &s->disk[i];
-			bool valid;
-			int pct = cow_percent(d, &valid);
-			unsigned level = pct >= 95 ? 95 : pct >= 80 ? 80 : 0;
-
-			if (!valid)
-				continue;
-			/* Below a level again: LVM extended the snapshot
-			 * (snapshot_autoextend_threshold); warn anew if it fills. */
-			if (level < d->cow_warned)
-				d->cow_warned = level;
-			if (level <= d->cow_warned)
-				continue;
-			d->cow_warned = level;
-			snapfs_warn("guest %s disk %s: snapshot %s/%s COW area %d%% full; at 100%% "
-				    "its reads fail (raise -o cow_size=, now %s, or let LVM "
-				    "extend snapshots: snapshot_autoextend_threshold)",
-				    s->name, d->file, d->vg, d->snap, pct, config.cow_size);
-		}
-	}
-}
-
-/* The status view's line of a clone: where it lives, and the room left. */
-static void report_clone(FILE *f, const struct snapfs_snapdisk *d)
-{
-	uint64_t free_bytes = 0, total = 0;
-
-	snapfs_reflink_space(d->fd, &free_bytes, &total);
-	fprintf(f, "  disk: %s origin=%s snapshot=reflink fs=%s (%s) free=%" PRIu64 "MiB "
-		   "reserve=%" PRIu64 "MiB clone=%s\n",
-		d->file, d->origin_path, d->fs.mount, d->fs.type, mib(free_bytes),
-		mib(snapfs_reserve_bytes(&config.reserve, total)),
-		dropped(d) ? "dropped" : "held");
-}
-
 char *snapfs_snapset_report(void)
 {
 	char *text = NULL;
@@ -1028,27 +798,10 @@ char *snapfs_snapset_report(void)
 		snapfs_stamp_format(s->stamp, when, sizeof(when));
 		fprintf(f, "guest: %s\n  taken: %s\n  age: %.0fs\n  open files: %u\n"
 			   "  consistency: %s\n",
-			s->name, when, elapsed(&s->created), s->refs,
+			s->name, when, snapfs_elapsed(&s->created), s->refs,
 			s->frozen ? "frozen" : "crash");
-		for (size_t i = 0; i < s->n; i++) {
-			const struct snapfs_snapdisk *d = &s->disk[i];
-			bool valid;
-			int pct;
-
-			if (d->kind == SNAPFS_ORIGIN_FILE) {
-				report_clone(f, d);
-				continue;
-			}
-			pct = cow_percent(d, &valid);
-			fprintf(f, "  disk: %s origin=%s/%s snapshot=%s/%s", d->file, d->vg,
-				d->origin, d->vg, d->snap);
-			if (!valid)
-				fprintf(f, " cow=invalid\n");
-			else if (pct >= 0)
-				fprintf(f, " cow=%d%%\n", pct);
-			else
-				fprintf(f, " cow=thin\n");
-		}
+		for (size_t i = 0; i < s->n; i++)
+			s->disk[i].mech->report(f, &s->disk[i]);
 	}
 	pthread_mutex_unlock(&sets_lock);
 	if (fclose(f) != 0) {
@@ -1068,169 +821,152 @@ static void init_cond(void)
 	pthread_condattr_destroy(&attr);
 }
 
-/* Removes sets idle past the linger time, and retries failed removals. */
+static void tick_mechanisms(void)
+{
+	for (size_t m = 0; snapfs_mechanisms[m]; m++)
+		if (snapfs_mechanisms[m]->tick)
+			snapfs_mechanisms[m]->tick();
+}
+
+/* Removes sets idle past the linger time; the mechanisms retry what
+ * failed. */
 static void *reaper_main(void *arg)
 {
+	struct timespec ticked = { 0, 0 };
+
 	pthread_mutex_lock(&sets_lock);
 	while (!stopping) {
 		struct snapfs_snapset *victim = NULL;
-		struct pending *retry = NULL;
+		struct timespec until;
 
 		for (struct snapfs_snapset *s = sets; s && !victim; s = s->next)
 			if (s->state == SET_READY && s->refs == 0 &&
-			    elapsed(&s->idle_since) >= config.linger)
+			    snapfs_elapsed(&s->idle_since) >= config.linger)
 				victim = s;
-		if (victim)
+		if (victim) {
 			retire_set(victim);
-		if (!victim && pending) {
-			retry = pending;
-			pending = retry->next;
-		}
-		if (victim || retry) {
 			pthread_mutex_unlock(&sets_lock);
-			if (victim)
-				destroy_set(victim);
-			if (retry) {
-				if (snapfs_lvm_snapshot_remove(retry->vg, retry->lv,
-							       config.owner) == 0)
-					snapfs_info("snapshot %s/%s removed at last", retry->vg,
-						    retry->lv);
-				else
-					add_pending(retry->vg, retry->lv);
-				free(retry);
-			}
+			destroy_set(victim);
 			pthread_mutex_lock(&sets_lock);
-			if (retry)
-				goto wait;
 			continue;
 		}
-wait:
-		watch_cow();
-		struct timespec until;
-
+		if (snapfs_elapsed(&ticked) >= 1) {
+			pthread_mutex_unlock(&sets_lock);
+			tick_mechanisms();
+			clock_gettime(CLOCK_MONOTONIC, &ticked);
+			pthread_mutex_lock(&sets_lock);
+			continue;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += pending ? 5 : 1;
+		until.tv_sec += 1;
 		pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
 	}
 	pthread_mutex_unlock(&sets_lock);
 	return NULL;
 }
 
-/* ---- the space of the filesystems that hold clones ----------------------
+/* ---- the watcher ---------------------------------------------------------
  *
- * A clone pins every block the guest overwrites after it was made.  The
- * guest's writes must never fail for it: when a filesystem's free space
- * falls under the reserve, every clone on it is dropped (its blocks given
- * back at once) and its readers get EIO from then on, as those of an
- * overflowed LVM snapshot do.  Checked ten times a second while clones are
- * held: a statvfs is cheap, and a guest writes fast. */
-#define SPACE_WATCH_MS 100
+ * Ten times a second while sets are held, each mechanism looks at its disks
+ * (the space clones and scratch files take, COW use, whether a backup job
+ * still runs) and drops what must go.  The disks are collected under
+ * sets_lock, each set referenced, and looked at without it. */
 
-/* A filesystem under its reserve: the st_dev of one of its clones, or 0.
- * Under sets_lock. */
-static dev_t short_filesystem(uint64_t *free_out, uint64_t *reserve_out)
+struct watched {
+	struct snapfs_snapdisk **disk, **sub;
+	struct snapfs_snapset **set;   /* each set once */
+	size_t ndisks, nsets;
+};
+
+static void watched_free(struct watched *w)
 {
+	free(w->disk);
+	free(w->sub);
+	free(w->set);
+	*w = (struct watched){ 0 };
+}
+
+/* The disks of READY sets whose mechanism watches.  Under sets_lock. */
+static int collect_watched(struct watched *w)
+{
+	size_t n = 0, m = 0;
+
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		if (s->state == SET_READY)
+			n += s->n, m++;
+	w->ndisks = w->nsets = 0;
+	w->disk = calloc(n ? n : 1, sizeof(*w->disk));
+	w->sub = calloc(n ? n : 1, sizeof(*w->sub));
+	w->set = calloc(m ? m : 1, sizeof(*w->set));
+	if (!w->disk || !w->sub || !w->set)
+		return -ENOMEM;
 	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		size_t before = w->ndisks;
+
 		if (s->state != SET_READY)
 			continue;
-		for (size_t i = 0; i < s->n; i++) {
-			const struct snapfs_snapdisk *d = &s->disk[i];
-			uint64_t free_bytes, total;
-
-			if (d->kind != SNAPFS_ORIGIN_FILE || dropped(d) ||
-			    snapfs_reflink_space(d->fd, &free_bytes, &total) < 0)
-				continue;
-			*reserve_out = snapfs_reserve_bytes(&config.reserve, total);
-			if (free_bytes < *reserve_out) {
-				*free_out = free_bytes;
-				return d->fs_dev ? d->fs_dev : (dev_t)-1;
-			}
+		for (size_t i = 0; i < s->n; i++)
+			if (s->disk[i].mech->watch && !snapfs_snapdisk_dropped(&s->disk[i]))
+				w->disk[w->ndisks++] = &s->disk[i];
+		if (w->ndisks > before) {
+			s->watching++;
+			w->set[w->nsets++] = s;
 		}
 	}
 	return 0;
 }
 
-/* A clone on the filesystem dev not dropped yet, marked dropped; its set
- * gets a reference, so that it outlives the ftruncate.  Under sets_lock. */
-static struct snapfs_snapdisk *next_on(dev_t dev, struct snapfs_snapset **set)
+static void watch_all(struct watched *w)
 {
-	for (struct snapfs_snapset *s = sets; s; s = s->next) {
-		if (s->state != SET_READY)
-			continue;
-		for (size_t i = 0; i < s->n; i++) {
-			struct snapfs_snapdisk *d = &s->disk[i];
+	for (size_t m = 0; snapfs_mechanisms[m]; m++) {
+		const struct snapfs_mechanism *mech = snapfs_mechanisms[m];
+		size_t n = 0;
 
-			if (d->kind != SNAPFS_ORIGIN_FILE || dropped(d) ||
-			    (d->fs_dev ? d->fs_dev : (dev_t)-1) != dev)
-				continue;
-			/* Readers check the mark after each read: a read that
-			 * ends after the blocks went fails. */
-			__atomic_store_n(&d->dropped, true, __ATOMIC_SEQ_CST);
-			s->refs++;
-			*set = s;
-			return d;
-		}
+		for (size_t i = 0; i < w->ndisks; i++)
+			if (w->disk[i]->mech == mech)
+				w->sub[n++] = w->disk[i];
+		if (n)
+			mech->watch(w->sub, n);
 	}
-	return NULL;
 }
 
-static void drop_clones(dev_t dev, uint64_t free_bytes, uint64_t reserve)
+/* The watcher is done with the sets of w: who waits to remove one goes on. */
+static void unwatch(struct watched *w)
 {
-	struct snapfs_snapset *s;
-	struct snapfs_snapdisk *d;
-
 	pthread_mutex_lock(&sets_lock);
-	while ((d = next_on(dev, &s))) {
-		pthread_mutex_unlock(&sets_lock);
-		int rc = snapfs_reflink_drop(d->clone_fd);
-
-		snapfs_error("guest %s disk %s: reflink clone of %s dropped: %" PRIu64 " MiB free "
-			     "on %s, under the reserve of %" PRIu64 " MiB (-o reflink_reserve=%s); "
-			     "reads of this snapshot set fail with EIO until it is released%s%s",
-			     s->name, d->file, d->origin_path, mib(free_bytes), d->fs.mount,
-			     mib(reserve), config.reserve_text,
-			     rc < 0 ? "; giving its blocks back failed: " : "",
-			     rc < 0 ? strerror(-rc) : "");
-		snapfs_snapset_release(s);
-		pthread_mutex_lock(&sets_lock);
-	}
+	for (size_t i = 0; i < w->nsets; i++)
+		w->set[i]->watching--;
+	pthread_cond_broadcast(&sets_cond);
 	pthread_mutex_unlock(&sets_lock);
 }
 
-/* Under sets_lock.  A set being made is not looked at: its disks are its
- * maker's until it is READY. */
-static bool any_clone(void)
-{
-	for (struct snapfs_snapset *s = sets; s; s = s->next)
-		for (size_t i = 0; s->state == SET_READY && i < s->n; i++)
-			if (s->disk[i].kind == SNAPFS_ORIGIN_FILE && !dropped(&s->disk[i]))
-				return true;
-	return false;
-}
-
-static void *space_watch_main(void *arg)
+static void *watcher_main(void *arg)
 {
 	pthread_mutex_lock(&sets_lock);
 	while (!stopping) {
-		uint64_t free_bytes = 0, reserve = 0;
-		dev_t dev = short_filesystem(&free_bytes, &reserve);
+		struct watched w = { 0 };
 		struct timespec until;
+		bool any;
 
-		if (dev) {
-			pthread_mutex_unlock(&sets_lock);
-			drop_clones(dev, free_bytes, reserve);
-			pthread_mutex_lock(&sets_lock);
-			continue;
-		}
+		if (collect_watched(&w) < 0)
+			watched_free(&w); /* nothing taken yet */
+		any = w.ndisks > 0;
+		pthread_mutex_unlock(&sets_lock);
+		if (any)
+			watch_all(&w);
+		unwatch(&w);
+		watched_free(&w);
+		pthread_mutex_lock(&sets_lock);
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		if (any_clone()) {
-			until.tv_nsec += SPACE_WATCH_MS * 1000000L;
+		if (any) {
+			until.tv_nsec += SNAPFS_WATCH_MS * 1000000L;
 			until.tv_sec += until.tv_nsec / 1000000000L;
 			until.tv_nsec %= 1000000000L;
 		} else {
 			until.tv_sec += 1; /* a new set broadcasts sets_cond */
 		}
-		pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
+		if (!stopping)
+			pthread_cond_timedwait(&sets_cond, &sets_lock, &until);
 	}
 	pthread_mutex_unlock(&sets_lock);
 	return NULL;
@@ -1244,17 +980,20 @@ void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
 	pthread_once(&once, init_cond);
 	config = *cfg;
 	stopping = false;
+	for (size_t m = 0; snapfs_mechanisms[m]; m++)
+		if (snapfs_mechanisms[m]->init)
+			snapfs_mechanisms[m]->init(cfg);
 	/* Signals are for the FUSE loop's thread, never the reaper. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	reaper_started = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
-	space_watch_started = pthread_create(&space_watch, NULL, space_watch_main, NULL) == 0;
+	watcher_started = pthread_create(&watcher, NULL, watcher_main, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!reaper_started)
 		snapfs_warn("no reaper thread: linger and removal retries are off");
-	if (!space_watch_started)
-		snapfs_warn("no thread to watch the space of reflink clones: -o "
-			    "reflink_reserve= is not enforced");
+	if (!watcher_started)
+		snapfs_warn("no thread to watch the space that snapshots take: reflink clones "
+			    "and backup jobs are refused");
 }
 
 static bool any_creating(void)
@@ -1268,7 +1007,6 @@ static bool any_creating(void)
 void snapfs_snapset_shutdown(void)
 {
 	struct snapfs_snapset *all;
-	struct pending *left;
 
 	pthread_mutex_lock(&sets_lock);
 	stopping = true;
@@ -1277,9 +1015,9 @@ void snapfs_snapset_shutdown(void)
 	if (reaper_started)
 		pthread_join(reaper, NULL);
 	reaper_started = false;
-	if (space_watch_started)
-		pthread_join(space_watch, NULL);
-	space_watch_started = false;
+	if (watcher_started)
+		pthread_join(watcher, NULL);
+	watcher_started = false;
 
 	pthread_mutex_lock(&sets_lock);
 	while (any_creating())
@@ -1297,18 +1035,7 @@ void snapfs_snapset_shutdown(void)
 		destroy_set(all);
 		all = next;
 	}
-	/* One last try for what could not be removed before. */
-	pthread_mutex_lock(&sets_lock);
-	left = pending;
-	pending = NULL;
-	pthread_mutex_unlock(&sets_lock);
-	while (left) {
-		struct pending *next = left->next;
-
-		if (snapfs_lvm_snapshot_remove(left->vg, left->lv, config.owner) < 0)
-			snapfs_error("snapshot %s/%s is left behind; snapfs --cleanup "
-				     "or the next start removes it", left->vg, left->lv);
-		free(left);
-		left = next;
-	}
+	for (size_t m = 0; snapfs_mechanisms[m]; m++)
+		if (snapfs_mechanisms[m]->shutdown)
+			snapfs_mechanisms[m]->shutdown();
 }

@@ -53,33 +53,6 @@ static char *volume_path(virConnectPtr conn, const char *guest, const char *pool
 	return path;
 }
 
-/* A disk whose source is a file: served when its filesystem can clone it
- * (XFS with reflink, btrfs), else left out with one info line per guest
- * and disk, so that an admin knows why.  0 or -ENOMEM. */
-static int add_file_disk(struct snapfs_guest *g, const char *shown,
-			 const struct snapfs_xml_disk *d, const char *path, const struct stat *st)
-{
-	struct snapfs_fsinfo fs;
-	char key[SNAPFS_NAME_MAX + 64];
-	int rc;
-
-	if (!S_ISREG(st->st_mode)) {
-		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not a regular file",
-			     shown, d->target, path);
-		return 0;
-	}
-	rc = snapfs_reflink_probe(path, &fs);
-	if (rc < 0) {
-		snprintf(key, sizeof(key), "unserved %s %s %d", g->key, d->target, rc);
-		if (snapfs_log_first(key, path))
-			snapfs_info("guest %s disk %s: %s not served: its filesystem (%s) cannot "
-				    "make reflink clones (%s)",
-				    shown, d->target, path, fs.type, strerror(-rc));
-		return 0;
-	}
-	return snapfs_guest_add_file_disk(g, path, st, d->target, d->format, d->sector_size);
-}
-
 static void file_missing(const struct snapfs_guest *g, const char *shown, const char *target,
 			 const char *path, int err)
 {
@@ -91,13 +64,129 @@ static void file_missing(const struct snapfs_guest *g, const char *shown, const 
 			    strerror(err));
 }
 
-/* *unresolved (when not NULL) counts the disks whose source is neither an
- * LV of lvs nor a file. */
-static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml,
-		     const struct snapfs_lv_list *lvs, size_t *unresolved)
+static enum snapfs_snapshot_mode snapshot_mode; /* set once at start */
+
+void snapfs_source_libvirt_mode(enum snapfs_snapshot_mode mode)
+{
+	snapshot_mode = mode;
+}
+
+/* What one XML disk is to the storage mechanisms: 1 when added (an LV, or
+ * a file that can be cloned), 0 when its storage cannot snapshot it (*why
+ * says why), or -ENOMEM.  *lv_missing: its source names a block device
+ * that is no LV of lvs. */
+static int add_storage_disk(virConnectPtr conn, struct snapfs_guest *g, const char *shown,
+			    const struct snapfs_xml_disk *d, const struct snapfs_lv_list *lvs,
+			    bool quiet, bool *lv_missing, char *why, size_t whylen)
+{
+	CLEANUP_FREE char *path = NULL;
+	const struct snapfs_lv *lv;
+	struct snapfs_fsinfo fs;
+	struct stat st;
+	int rc;
+
+	if (d->kind == SNAPFS_SOURCE_NETWORK) {
+		snprintf(why, whylen, "%s not served: a network disk", d->dev);
+		return 0;
+	}
+	if (d->kind == SNAPFS_SOURCE_POOL)
+		path = volume_path(conn, shown, d->pool, d->volume);
+	else
+		path = strdup(d->dev);
+	if (!path) {
+		why[0] = '\0'; /* volume_path said why */
+		return 0;
+	}
+	/* A file, or a volume of a dir or fs pool, which is one; a block
+	 * device named so may still be an LV. */
+	if (d->kind != SNAPFS_SOURCE_DEV) {
+		if (stat(path, &st) < 0) {
+			if (!quiet)
+				file_missing(g, shown, d->target, path, errno);
+			why[0] = '\0';
+			return 0;
+		}
+		if (!S_ISBLK(st.st_mode)) {
+			if (!S_ISREG(st.st_mode)) {
+				snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not a "
+					     "regular file", shown, d->target, path);
+				why[0] = '\0';
+				return 0;
+			}
+			rc = snapfs_reflink_probe(path, &fs);
+			if (rc < 0) {
+				snprintf(why, whylen, "%s not served: its filesystem (%s) cannot "
+					 "make reflink clones (%s)", path, fs.type, strerror(-rc));
+				return 0;
+			}
+			rc = snapfs_guest_add_file_disk(g, path, &st, d->target, d->format,
+							d->sector_size);
+			return rc < 0 ? rc : 1;
+		}
+	}
+	lv = snapfs_lvm_resolve_path(lvs, path);
+	if (!lv)
+		*lv_missing = true;
+	if (!lv || !lv->is_ordinary || lv->snapfs_owned) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not an LVM volume", shown,
+			     d->target, path);
+		why[0] = '\0';
+		return 0;
+	}
+	rc = snapfs_guest_add_disk(g, lv, d->target, d->format, d->sector_size);
+	return rc < 0 ? rc : 1;
+}
+
+/* The capacity of disk target of a running dom, as qemu sees it; 0 when
+ * libvirt does not say. */
+static uint64_t capacity(virDomainPtr dom, const char *target)
+{
+	virDomainBlockInfo info;
+
+	return virDomainGetBlockInfo(dom, target, &info, 0) == 0 ? info.capacity : 0;
+}
+
+/* Every disk of a running guest, through the backup API. */
+static int add_backup_disks(virDomainPtr dom, struct snapfs_guest *g,
+			    const struct snapfs_xml_disks *disks)
+{
+	for (size_t i = 0; i < disks->n; i++) {
+		const struct snapfs_xml_disk *d = &disks->disk[i];
+		const char *source = d->dev ? d->dev : d->volume;
+		struct stat st;
+		bool live_raw = d->kind != SNAPFS_SOURCE_NETWORK && d->dev &&
+				!strcmp(d->format, "raw") && stat(d->dev, &st) == 0 &&
+				S_ISREG(st.st_mode);
+		int rc = snapfs_guest_add_backup_disk(g, source ? source : "?",
+						      capacity(dom, d->target), live_raw, d->target,
+						      d->sector_size);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Only libvirt's qemu driver implements the backup API. */
+static bool has_backup_api(virConnectPtr conn)
+{
+	const char *type = virConnectGetType(conn);
+
+	return type && !strcmp(type, "QEMU");
+}
+
+/* The disks of g: by their storage's snapshots where every disk has one
+ * (or -o snapshot=storage), else, for a running guest, every disk through
+ * the backup API (never a mix: one set is one instant).  *unresolved (when
+ * not NULL) counts the disks whose source is a block device that is no LV
+ * of lvs. */
+static int add_disks(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest *g,
+		     const char *xml, const struct snapfs_lv_list *lvs, size_t *unresolved)
 {
 	struct snapfs_xml_disks disks;
 	char shown[SNAPFS_NAME_MAX + 1];
+	size_t unserved = 0;
+	bool backup = g->running && snapshot_mode != SNAPFS_SNAP_STORAGE && has_backup_api(conn);
 	int rc = snapfs_domxml_disks(g->name, xml, &disks);
 
 	snapfs_name_escape(g->name, shown); /* guest names are not fit for logs as they are */
@@ -105,42 +194,40 @@ static int add_disks(virConnectPtr conn, struct snapfs_guest *g, const char *xml
 		snapfs_warn("guest %s: domain XML not understood; no disks shown", shown);
 		return 0;
 	}
-	for (size_t i = 0; i < disks.n && rc == 0; i++) {
+	for (size_t i = 0; i < disks.n && rc >= 0; i++) {
 		const struct snapfs_xml_disk *d = &disks.disk[i];
-		CLEANUP_FREE char *path = NULL;
-		const struct snapfs_lv *lv;
-		struct stat st;
+		bool lv_missing = false;
+		char why[SNAPFS_NAME_MAX + 256], key[SNAPFS_NAME_MAX + 64];
 
-		if (d->kind == SNAPFS_SOURCE_POOL)
-			path = volume_path(conn, shown, d->pool, d->volume);
-		else
-			path = strdup(d->dev);
-		if (!path)
-			continue;
-		/* A file, or a volume of a dir or fs pool, which is one; a block
-		 * device named so may still be an LV. */
-		if (d->kind != SNAPFS_SOURCE_DEV) {
-			if (stat(path, &st) < 0) {
-				file_missing(g, shown, d->target, path, errno);
-				continue;
-			}
-			if (!S_ISBLK(st.st_mode)) {
-				rc = add_file_disk(g, shown, d, path, &st);
-				continue;
-			}
-		}
-		lv = snapfs_lvm_resolve_path(lvs, path);
-		if (!lv && unresolved)
+		rc = add_storage_disk(conn, g, shown, d, lvs, backup, &lv_missing, why,
+				      sizeof(why));
+		if (lv_missing && unresolved)
 			(*unresolved)++;
-		if (!lv || !lv->is_ordinary || lv->snapfs_owned) {
-			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: %s is not an LVM volume",
-				     shown, d->target, path);
+		if (rc != 0)
 			continue;
-		}
-		rc = snapfs_guest_add_disk(g, lv, d->target, d->format, d->sector_size);
+		unserved++;
+		snprintf(key, sizeof(key), "unserved %s %s", g->key, d->target);
+		if (!backup && why[0] && snapfs_log_first(key, why))
+			snapfs_info("guest %s disk %s: %s%s", shown, d->target, why,
+				    g->running || snapshot_mode == SNAPFS_SNAP_STORAGE
+					    ? ""
+					    : "; it is shut off, and the backup API serves "
+					      "running guests only");
+	}
+	if (rc >= 0 && backup && (unserved || snapshot_mode == SNAPFS_SNAP_LIBVIRT) &&
+	    disks.n) {
+		for (size_t i = 0; i < g->ndisks; i++)
+			free(g->disk[i].path);
+		free(g->disk);
+		g->disk = NULL;
+		g->ndisks = 0;
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: every disk through libvirt's backup "
+			     "API (%zu of %zu without storage snapshots)",
+			     shown, unserved, disks.n);
+		rc = add_backup_disks(dom, g, &disks);
 	}
 	snapfs_domxml_disks_free(&disks);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest *g,
@@ -168,7 +255,7 @@ static int add_domain(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest 
 		snapfs_warn("guest %s: cannot read its XML: %s", shown, last_error());
 		return 0;
 	}
-	return add_disks(conn, g, live ? live : g->xml, lvs, unresolved);
+	return add_disks(conn, dom, g, live ? live : g->xml, lvs, unresolved);
 }
 
 static void free_guest(struct snapfs_guest *g)
@@ -248,6 +335,21 @@ void snapfs_source_libvirt_disconnect(void)
 		forget_conn(all[i]);
 		pthread_mutex_unlock(&all[i]->lock);
 	}
+}
+
+virConnectPtr snapfs_libvirt_connect(const char *uri)
+{
+	virConnectPtr conn = get_conn(&rw_conn, uri);
+
+	if (!conn)
+		snapfs_error("cannot connect to libvirt at %s: %s", uri ? uri : "(default)",
+			     last_error());
+	return conn;
+}
+
+const char *snapfs_libvirt_error(void)
+{
+	return last_error();
 }
 
 static virConnectPtr connect_read_only(const char *uri)

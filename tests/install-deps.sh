@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
 	# build
 	build-essential autoconf automake libtool pkg-config
-	libfuse3-dev libvirt-dev libblkid-dev libxml2-dev libcmocka-dev zlib1g-dev libzstd-dev
+	libfuse3-dev libvirt-dev libblkid-dev libxml2-dev libcmocka-dev zlib1g-dev libzstd-dev libnbd-dev
 	# run
 	fuse3 lvm2 libvirt-clients
 	# tests: disk tools, a real libvirtd, valgrind
@@ -16,6 +16,8 @@ packages=(
 	# tests: disks in files on XFS and btrfs, qcow2 images (reflink-*.sh)
 	xfsprogs btrfs-progs qemu-utils
 	rsync borgbackup restic # tests: backup clients (backup-clients*.sh)
+	# tests: running guests through libvirt's backup API (backup-api-*.sh)
+	libnbd-bin qemu-block-extra
 	# tests: the holes of thin LVs (thin-holes.sh), and snapfs's own use
 	thin-provisioning-tools
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)

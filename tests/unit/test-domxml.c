@@ -306,7 +306,7 @@ static void assert_file_disk(const struct snapfs_xml_disk *d, const char *target
 
 static void assert_realistic(const struct snapfs_xml_disks *d)
 {
-	assert_int_equal(d->n, 5);
+	assert_int_equal(d->n, 6);
 	assert_dev_disk(&d->disk[0], "vda", "raw", "/dev/vg0/guest1", 512);
 	assert_string_equal(d->disk[1].target, "vdb");
 	assert_string_equal(d->disk[1].format, "raw");
@@ -317,8 +317,12 @@ static void assert_realistic(const struct snapfs_xml_disks *d)
 	assert_int_equal(d->disk[1].sector_size, 512);
 	assert_file_disk(&d->disk[2], "vdc", "qcow2",
 			 "/var/lib/libvirt/images/guest1-scratch.qcow2");
-	assert_dev_disk(&d->disk[3], "vde", "qcow2", "/dev/vg0/guest1-qcow", 512);
-	assert_dev_disk(&d->disk[4], "sdb", "raw", "/dev/mapper/vg1-big", 4096);
+	/* A network disk: only the backup API serves it; its source is shown. */
+	assert_string_equal(d->disk[3].target, "vdd");
+	assert_int_equal(d->disk[3].kind, SNAPFS_SOURCE_NETWORK);
+	assert_string_equal(d->disk[3].dev, "rbd:pool/image");
+	assert_dev_disk(&d->disk[4], "vde", "qcow2", "/dev/vg0/guest1-qcow", 512);
+	assert_dev_disk(&d->disk[5], "sdb", "raw", "/dev/mapper/vg1-big", 4096);
 }
 
 static void test_realistic_domain(void **state UNUSED)
@@ -332,9 +336,7 @@ static void test_realistic_domain(void **state UNUSED)
 	assert_logged(&r,
 		      "snapfs: debug: guest guest1: disk sda (device cdrom, type block) "
 		      "skipped: not a disk device\n");
-	assert_logged(&r,
-		      "snapfs: debug: guest guest1: disk vdd (device disk, type network) "
-		      "skipped: neither a block, a file nor a volume disk\n");
+	assert_null(strstr(r.log, "disk vdd"));
 	assert_null(strstr(r.log, "vdz"));
 	assert_null(strstr(r.log, "warning"));
 	assert_only_snapfs_lines(r.log);
@@ -1070,12 +1072,96 @@ static void *parse_many(void *arg UNUSED)
 		}
 		if (snapfs_domxml_disks("t", realistic_xml, &d) != 0)
 			return "realistic XML failed";
-		if (d.n != 5 || strcmp(d.disk[4].target, "sdb") ||
-		    d.disk[4].sector_size != 4096)
+		if (d.n != 6 || strcmp(d.disk[5].target, "sdb") ||
+		    d.disk[5].sector_size != 4096)
 			return "realistic XML gave other disks";
 		snapfs_domxml_disks_free(&d);
 	}
 	return NULL;
+}
+
+/* A backup job's XML: its socket and its scratch files, nothing else. */
+static void test_backup_xml(void **state UNUSED)
+{
+	char *socket, **scratch;
+	size_t n;
+
+	assert_int_equal(snapfs_domxml_backup(
+				 "<domainbackup mode='pull'>"
+				 "<server transport='unix' socket='/run/snapfs/ab/j.1/nbd.sock'/>"
+				 "<disks><disk name='vda' backup='yes' type='file'>"
+				 "<scratch file='/var/lib/snapfs/scratch/snapfs-ab-u-vda.qcow2'/>"
+				 "</disk><disk name='vdb' backup='no'/>"
+				 "<disk name='vdc' backup='yes' type='file'>"
+				 "<scratch file='/s/c.qcow2'/></disk></disks></domainbackup>",
+				 &socket, &scratch, &n),
+			 0);
+	assert_string_equal(socket, "/run/snapfs/ab/j.1/nbd.sock");
+	assert_int_equal(n, 2);
+	assert_string_equal(scratch[0], "/var/lib/snapfs/scratch/snapfs-ab-u-vda.qcow2");
+	assert_string_equal(scratch[1], "/s/c.qcow2");
+	free(socket);
+	free(scratch[0]);
+	free(scratch[1]);
+	free(scratch);
+	/* A push job over TCP has no socket; a domain is no backup job. */
+	assert_int_equal(snapfs_domxml_backup("<domainbackup mode='pull'><server name='h' "
+					      "port='10809'/></domainbackup>",
+					      &socket, &scratch, &n),
+			 0);
+	assert_null(socket);
+	assert_int_equal(n, 0);
+	free(scratch);
+	assert_int_equal(snapfs_domxml_backup("<domain/>", &socket, &scratch, &n), -EINVAL);
+	assert_int_equal(snapfs_domxml_backup("<domainbackup", &socket, &scratch, &n), -EINVAL);
+	assert_int_equal(snapfs_domxml_backup("<!DOCTYPE x [<!ENTITY e 'a'>]><domainbackup/>",
+					      &socket, &scratch, &n),
+			 -EINVAL);
+}
+
+/* The user qemu runs as, from the live XML's DAC label. */
+static void test_dac_label(void **state UNUSED)
+{
+	unsigned uid = 0, gid = 0;
+
+	assert_int_equal(snapfs_domxml_dac_label(
+				 "<domain><seclabel type='dynamic' model='apparmor'><label>x</label>"
+				 "</seclabel><seclabel type='dynamic' model='dac' relabel='yes'>"
+				 "<label>+64055:+108</label></seclabel></domain>",
+				 &uid, &gid),
+			 0);
+	assert_int_equal(uid, 64055);
+	assert_int_equal(gid, 108);
+	assert_int_equal(snapfs_domxml_dac_label("<domain><name>x</name></domain>", &uid, &gid),
+			 -ENOENT);
+	assert_int_equal(snapfs_domxml_dac_label("<domain><seclabel model='dac'><label>qemu:kvm"
+						 "</label></seclabel></domain>",
+						 &uid, &gid),
+			 -EINVAL);
+	assert_int_equal(snapfs_domxml_dac_label("<domain><seclabel model='dac'><label>+1:+"
+						 "99999999999</label></seclabel></domain>",
+						 &uid, &gid),
+			 -EINVAL);
+}
+
+/* A network disk's source is kept as PROTOCOL:NAME; a hostile one is not. */
+static void test_network_disk(void **state UNUSED)
+{
+	struct result r;
+
+	run("<domain><name>n</name><devices><disk type='network' device='disk'>"
+	    "<source protocol='nbd'><host transport='unix' socket='/s'/></source>"
+	    "<target dev='vda'/></disk><disk type='network' device='disk'>"
+	    "<source protocol='RBD;x' name='p/i'/><target dev='vdb'/></disk>"
+	    "</devices></domain>",
+	    &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.d.n, 1);
+	assert_int_equal(r.d.disk[0].kind, SNAPFS_SOURCE_NETWORK);
+	assert_string_equal(r.d.disk[0].dev, "nbd:");
+	assert_string_equal(r.d.disk[0].format, "raw");
+	assert_non_null(strstr(r.log, "disk vdb skipped: source protocol is not"));
+	result_free(&r);
 }
 
 static void test_threads(void **state UNUSED)
@@ -1142,6 +1228,9 @@ int main(void)
 		cmocka_unit_test(test_internal_entity),
 		cmocka_unit_test(test_external_file_entity),
 		cmocka_unit_test(test_no_network),
+		cmocka_unit_test(test_backup_xml),
+		cmocka_unit_test(test_dac_label),
+		cmocka_unit_test(test_network_disk),
 		cmocka_unit_test(test_xinclude_not_processed),
 		cmocka_unit_test(test_threads),
 	};

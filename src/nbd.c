@@ -1,0 +1,239 @@
+/* Reading an NBD export through libnbd: a few connections to one export,
+ * each used by one reader at a time, so that readers of one disk run side
+ * by side instead of queueing on one socket.
+ *
+ * Locking: each connection has its own mutex, held across its round trip;
+ * nothing else is shared but the round-robin counter (atomic).  No lock of
+ * the snapshot sets is ever held here.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <libnbd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+/* qemu's server takes requests of up to 32 MiB; FUSE asks for 1 MiB. */
+#define NBD_REQUEST_MAX (4u << 20)
+#define NBD_CONNS_MAX 16
+/* A map of more extents than this is not kept: all of it counts as data. */
+#define NBD_MAP_MAX (1u << 20)
+
+struct conn {
+	pthread_mutex_t lock;
+	struct nbd_handle *h;       /* under lock */
+};
+
+struct snapfs_nbd {
+	struct conn conn[NBD_CONNS_MAX];
+	unsigned n;
+	unsigned next;              /* atomic: where the next reader starts looking */
+	bool error_logged;          /* atomic */
+	char guest[SNAPFS_NAME_MAX + 1], disk[SNAPFS_NAME_MAX + 1];
+};
+
+static struct nbd_handle *connect_one(const char *socket, const char *name, bool map)
+{
+	struct nbd_handle *h = nbd_create();
+
+	if (!h)
+		return NULL;
+	if (nbd_set_export_name(h, name) < 0 ||
+	    (map && nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
+	    nbd_connect_unix(h, socket) < 0) {
+		nbd_close(h);
+		return NULL;
+	}
+	return h;
+}
+
+int snapfs_nbd_open(const char *socket, const char *name, unsigned conns, const char *guest,
+		    const char *disk, struct snapfs_nbd **out, uint64_t *size)
+{
+	struct snapfs_nbd *n = calloc(1, sizeof(*n));
+	int64_t sz;
+
+	if (!n)
+		return -ENOMEM;
+	snprintf(n->guest, sizeof(n->guest), "%s", guest);
+	snprintf(n->disk, sizeof(n->disk), "%s", disk);
+	if (conns < 1)
+		conns = 1;
+	if (conns > NBD_CONNS_MAX)
+		conns = NBD_CONNS_MAX;
+	for (unsigned i = 0; i < conns; i++) {
+		/* The first connection asks for the map; the others only read. */
+		struct nbd_handle *h = connect_one(socket, name, i == 0);
+
+		if (!h) {
+			if (i == 0) {
+				snapfs_error("guest %s disk %s: cannot connect to the backup export %s "
+					     "at %s: %s",
+					     guest, disk, name, socket, nbd_get_error());
+				snapfs_nbd_close(n);
+				return -EIO;
+			}
+			snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: connection %u of %u to %s "
+				     "refused (%s); reading with %u",
+				     guest, disk, i + 1, conns, socket, nbd_get_error(), i);
+			break;
+		}
+		pthread_mutex_init(&n->conn[i].lock, NULL);
+		n->conn[i].h = h;
+		n->n++;
+	}
+	sz = nbd_get_size(n->conn[0].h);
+	if (sz < 0) {
+		snapfs_error("guest %s disk %s: the backup export %s has no size: %s", guest, disk,
+			     name, nbd_get_error());
+		snapfs_nbd_close(n);
+		return -EIO;
+	}
+	*size = (uint64_t)sz;
+	*out = n;
+	return 0;
+}
+
+/* A connection for this reader: a free one if any, else the next in turn.
+ * Returned locked. */
+static struct conn *take_conn(struct snapfs_nbd *n)
+{
+	unsigned start = __atomic_fetch_add(&n->next, 1, __ATOMIC_RELAXED);
+
+	for (unsigned k = 0; k < n->n; k++) {
+		struct conn *c = &n->conn[(start + k) % n->n];
+
+		if (pthread_mutex_trylock(&c->lock) == 0)
+			return c;
+	}
+	struct conn *c = &n->conn[start % n->n];
+
+	pthread_mutex_lock(&c->lock);
+	return c;
+}
+
+int snapfs_nbd_read(struct snapfs_nbd *n, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		size_t chunk = len < NBD_REQUEST_MAX ? len : NBD_REQUEST_MAX;
+		struct conn *c = take_conn(n);
+		int rc = nbd_pread(c->h, p, chunk, off, 0);
+		int err = rc < 0 ? nbd_get_errno() : 0;
+		const char *why = rc < 0 ? nbd_get_error() : NULL;
+
+		if (rc < 0 && !__atomic_exchange_n(&n->error_logged, true, __ATOMIC_RELAXED))
+			snapfs_error("guest %s disk %s: read of the backup export at byte %llu "
+				     "failed: %s",
+				     n->guest, n->disk, (unsigned long long)off,
+				     why ? why : strerror(err ? err : EIO));
+		pthread_mutex_unlock(&c->lock);
+		if (rc < 0)
+			return -EIO;
+		p += chunk;
+		off += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+struct map_walk {
+	struct snapfs_thinmap *map;
+	size_t alloc;
+	uint64_t next;              /* where the next extent starts */
+	int err;
+};
+
+/* Add [start, end) as data, merged with the last extent when they touch. */
+static int add_data(struct map_walk *w, uint64_t start, uint64_t end)
+{
+	struct snapfs_thinmap *m = w->map;
+
+	if (m->n && m->ext[m->n - 1].end == start) {
+		m->ext[m->n - 1].end = end;
+		return 0;
+	}
+	if (m->n == NBD_MAP_MAX)
+		return -E2BIG;
+	if (m->n == w->alloc) {
+		size_t alloc = w->alloc ? w->alloc * 2 : 64;
+		struct snapfs_extent *grown = realloc(m->ext, alloc * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		m->ext = grown;
+		w->alloc = alloc;
+	}
+	m->ext[m->n++] = (struct snapfs_extent){ start, end };
+	return 0;
+}
+
+static int extent_cb(void *opaque, const char *context, uint64_t offset, uint32_t *entries,
+		     size_t nr, int *error)
+{
+	struct map_walk *w = opaque;
+	uint64_t at = offset;
+
+	if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION))
+		return 0;
+	for (size_t i = 0; i + 1 < nr && w->err == 0; i += 2) {
+		uint64_t len = entries[i];
+
+		if (!len)
+			break; /* a server that makes no progress: stop */
+		if (!(entries[i + 1] & LIBNBD_STATE_HOLE))
+			w->err = add_data(w, at, at + len);
+		at += len;
+	}
+	if (at > w->next)
+		w->next = at;
+	return 0;
+}
+
+int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *out)
+{
+	struct map_walk w = { .map = out };
+	struct conn *c = &n->conn[0];
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&c->lock);
+	if (nbd_can_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1)
+		rc = -ENOTSUP;
+	while (rc == 0 && w.err == 0 && w.next < size) {
+		uint64_t at = w.next, left = size - at;
+		uint64_t count = left < (1u << 30) ? left : (1u << 30);
+
+		if (nbd_block_status(c->h, count, at,
+				     (nbd_extent_callback){ .callback = extent_cb, .user_data = &w },
+				     0) < 0) {
+			rc = -EIO;
+			break;
+		}
+		if (w.next <= at)
+			rc = -EIO; /* no progress: not trusted */
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0)
+		rc = w.err;
+	if (rc == 0 && out->n && out->ext[out->n - 1].end > size)
+		out->ext[out->n - 1].end = size;
+	if (rc < 0)
+		snapfs_thinmap_free(out);
+	return rc;
+}
+
+void snapfs_nbd_close(struct snapfs_nbd *n)
+{
+	if (!n)
+		return;
+	for (unsigned i = 0; i < n->n; i++) {
+		nbd_shutdown(n->conn[i].h, 0);
+		nbd_close(n->conn[i].h);
+		pthread_mutex_destroy(&n->conn[i].lock);
+	}
+	free(n);
+}
