@@ -231,8 +231,6 @@ int main(int argc, char **argv)
 				    n, real);
 		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0)
 			o.run_dir = run_dir;
-		if (mkdir(o.scratch_dir, 0711) < 0 && errno != EEXIST)
-			snapfs_warn("scratch directory %s: %m", o.scratch_dir);
 	}
 	snapfs_source_libvirt_mode(o.snapshot);
 	snapfs_catalog_init(&src, o.cache);

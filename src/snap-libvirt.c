@@ -96,6 +96,26 @@ static int scratch_space(uint64_t *free_bytes, uint64_t *want)
 	return 0;
 }
 
+/* The scratch directory, made with its parents at first use. */
+static int make_scratch_dir(void)
+{
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s", scratch_dir);
+	for (char *p = path + 1;; p++) {
+		bool end = *p == '\0';
+
+		if (*p != '/' && !end)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0711) < 0 && errno != EEXIST)
+			return -errno;
+		if (end)
+			return 0;
+		*p = '/';
+	}
+}
+
 static int libvirt_plan(const struct snapfs_guest *g, const struct snapfs_disk *o,
 			const struct snapfs_lv *lv, struct snapfs_snapdisk *d)
 {
@@ -110,6 +130,8 @@ static int libvirt_plan(const struct snapfs_guest *g, const struct snapfs_disk *
 	if (!(d->origin_path = strdup(o->path)))
 		return -ENOMEM;
 	rc = scratch_space(&free_bytes, &want);
+	if (rc == -ENOENT && (rc = make_scratch_dir()) == 0)
+		rc = scratch_space(&free_bytes, &want);
 	if (rc < 0) {
 		snapfs_error("guest %s disk %s: scratch directory %s: %s", g->dir, d->target,
 			     scratch_dir, strerror(-rc));
