@@ -192,6 +192,11 @@ const struct snapfs_mechanism *const snapfs_mechanisms[] = {
 	NULL,
 };
 
+const struct snapfs_mechanism *const *snapfs_mechanism_list(void)
+{
+	return snapfs_mechanisms;
+}
+
 const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind)
 {
 	switch (kind) {

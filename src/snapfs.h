@@ -693,6 +693,8 @@ extern const struct snapfs_mechanism snapfs_mech_lvm, snapfs_mech_reflink,
 /* The mechanisms, NULL-terminated (guest.c), and that of an origin kind. */
 extern const struct snapfs_mechanism *const snapfs_mechanisms[];
 const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind);
+/* snapfs_mechanisms, through a call the tests can fake. */
+const struct snapfs_mechanism *const *snapfs_mechanism_list(void);
 
 /* Abort the backup jobs a dead snapfs left at uri: those of the mount of
  * owner (its sockets in its runtime directory), or of any snapfs mount when

@@ -400,14 +400,16 @@ static int set_images(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 static int take_all(const struct snapfs_guest *g, struct snapfs_snapset *s,
 		    struct snapfs_snapdisk **ds)
 {
-	for (size_t m = 0; snapfs_mechanisms[m]; m++) {
+	const struct snapfs_mechanism *const *mechs = snapfs_mechanism_list();
+
+	for (size_t m = 0; mechs[m]; m++) {
 		size_t n = 0;
 		int rc;
 
 		for (size_t i = 0; i < s->n; i++)
-			if (s->disk[i].mech == snapfs_mechanisms[m])
+			if (s->disk[i].mech == mechs[m])
 				ds[n++] = &s->disk[i];
-		if (n && (rc = snapfs_mechanisms[m]->take(g, ds, n)) < 0)
+		if (n && (rc = mechs[m]->take(g, ds, n)) < 0)
 			return rc;
 	}
 	return 0;
@@ -823,9 +825,11 @@ static void init_cond(void)
 
 static void tick_mechanisms(void)
 {
-	for (size_t m = 0; snapfs_mechanisms[m]; m++)
-		if (snapfs_mechanisms[m]->tick)
-			snapfs_mechanisms[m]->tick();
+	const struct snapfs_mechanism *const *mechs = snapfs_mechanism_list();
+
+	for (size_t m = 0; mechs[m]; m++)
+		if (mechs[m]->tick)
+			mechs[m]->tick();
 }
 
 /* Removes sets idle past the linger time; the mechanisms retry what
@@ -918,8 +922,10 @@ static int collect_watched(struct watched *w)
 
 static void watch_all(struct watched *w)
 {
-	for (size_t m = 0; snapfs_mechanisms[m]; m++) {
-		const struct snapfs_mechanism *mech = snapfs_mechanisms[m];
+	const struct snapfs_mechanism *const *mechs = snapfs_mechanism_list();
+
+	for (size_t m = 0; mechs[m]; m++) {
+		const struct snapfs_mechanism *mech = mechs[m];
 		size_t n = 0;
 
 		for (size_t i = 0; i < w->ndisks; i++)
@@ -974,15 +980,17 @@ static void *watcher_main(void *arg)
 
 void snapfs_snapset_init(const struct snapfs_snapset_config *cfg)
 {
+	const struct snapfs_mechanism *const *mechs = snapfs_mechanism_list();
+
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	sigset_t all, old;
 
 	pthread_once(&once, init_cond);
 	config = *cfg;
 	stopping = false;
-	for (size_t m = 0; snapfs_mechanisms[m]; m++)
-		if (snapfs_mechanisms[m]->init)
-			snapfs_mechanisms[m]->init(cfg);
+	for (size_t m = 0; mechs[m]; m++)
+		if (mechs[m]->init)
+			mechs[m]->init(cfg);
 	/* Signals are for the FUSE loop's thread, never the reaper. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -1006,6 +1014,8 @@ static bool any_creating(void)
 
 void snapfs_snapset_shutdown(void)
 {
+	const struct snapfs_mechanism *const *mechs = snapfs_mechanism_list();
+
 	struct snapfs_snapset *all;
 
 	pthread_mutex_lock(&sets_lock);
@@ -1035,7 +1045,7 @@ void snapfs_snapset_shutdown(void)
 		destroy_set(all);
 		all = next;
 	}
-	for (size_t m = 0; snapfs_mechanisms[m]; m++)
-		if (snapfs_mechanisms[m]->shutdown)
-			snapfs_mechanisms[m]->shutdown();
+	for (size_t m = 0; mechs[m]; m++)
+		if (mechs[m]->shutdown)
+			mechs[m]->shutdown();
 }
