@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "snapfs.h"
 
@@ -542,6 +543,22 @@ static void drop_job(struct snapfs_snapdisk *const *ds, size_t n, struct snapfs_
 				     ds[i]->guest, ds[i]->file, why);
 }
 
+/* Is dom on its way down?  A guest being destroyed ends its jobs before
+ * libvirt calls it inactive: asked a few times over a moment. */
+static bool stopping(virDomainPtr dom)
+{
+	for (int i = 0; i < 10; i++) {
+		int state = 0, reason = 0;
+
+		if (virDomainGetState(dom, &state, &reason, 0) < 0 ||
+		    (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED &&
+		     state != VIR_DOMAIN_BLOCKED))
+			return true;
+		usleep(100 * 1000);
+	}
+	return false;
+}
+
 /* Does job still run, as ours?  False only when libvirt says it does not. */
 static bool job_alive(struct snapfs_job *job, char *why, size_t len)
 {
@@ -561,8 +578,10 @@ static bool job_alive(struct snapfs_job *job, char *why, size_t len)
 		CLEANUP_FREE char *now = job_socket(dom, NULL, NULL);
 
 		if (!now || strcmp(now, job->socket)) {
-			snprintf(why, len, "the job is gone (aborted by someone else, or the "
-					   "guest migrated)");
+			snprintf(why, len, "%s", stopping(dom)
+						     ? "the guest stopped"
+						     : "the job is gone (aborted by someone "
+						       "else, or the guest migrated)");
 			alive = false;
 		}
 	}

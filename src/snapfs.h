@@ -548,7 +548,9 @@ const char *snapfs_libvirt_error(void);
 /* Freezing a guest's filesystems through its agent (source-libvirt.c).
  * prepare connects and looks the guest up before anything is frozen:
  * 0 with *out set, 1 when the guest is not running (no freeze needed), or
- * -errno.  freeze and thaw: 0 or -EIO with libvirt's words in *why. */
+ * -errno.  freeze and thaw: 0 or -EIO with libvirt's words in *why; thaw
+ * 1 when nothing was frozen (the freeze was refused before it reached the
+ * guest: no agent configured or connected). */
 struct snapfs_freeze;
 int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
 			  unsigned timeout, struct snapfs_freeze **out);

@@ -226,13 +226,16 @@ static void thaw_guest(const struct snapfs_guest *g, struct snapfs_freeze *fz,
 {
 	CLEANUP_FREE char *why = NULL;
 
+	int rc;
+
 	if (!fz)
 		return;
-	if (snapfs_thaw(fz, &why) < 0)
+	rc = snapfs_thaw(fz, &why);
+	if (rc < 0)
 		snapfs_error("guest %s: THAW FAILED: %s; its filesystems may still be frozen "
 			     "(virsh domfsthaw %s)",
 			     g->dir, why ? why : "?", g->dir);
-	else
+	else if (rc == 0)
 		snapfs_info("guest %s: filesystems thawed after %.2fs", g->dir,
 			    snapfs_elapsed(frozen_at));
 	snapfs_freeze_close(fz);

@@ -484,11 +484,27 @@ int snapfs_freeze_prepare(const char *uri, const char *guest, const char *uuid,
 	return 0;
 }
 
+/* A freeze refused before anything reached the guest: no agent configured,
+ * or none connected.  Any other failure (a time-out above all) may have
+ * frozen it all the same, so it is thawed. */
+static bool nothing_sent(void)
+{
+	virErrorPtr err = virGetLastError();
+
+	return err && (err->code == VIR_ERR_ARGUMENT_UNSUPPORTED ||
+		       err->code == VIR_ERR_NO_SUPPORT ||
+		       err->code == VIR_ERR_OPERATION_UNSUPPORTED ||
+		       (err->code == VIR_ERR_AGENT_UNRESPONSIVE && err->message &&
+			strstr(err->message, "not connected")));
+}
+
 int snapfs_freeze(struct snapfs_freeze *f, char **why)
 {
-	f->attempted = true;
-	if (virDomainFSFreeze(f->dom, NULL, 0, 0) >= 0)
+	if (virDomainFSFreeze(f->dom, NULL, 0, 0) >= 0) {
+		f->attempted = true;
 		return 0;
+	}
+	f->attempted = !nothing_sent();
 	*why = strdup(last_error());
 	return -EIO;
 }
@@ -496,7 +512,7 @@ int snapfs_freeze(struct snapfs_freeze *f, char **why)
 int snapfs_thaw(struct snapfs_freeze *f, char **why)
 {
 	if (!f || !f->attempted)
-		return 0;
+		return 1;
 	if (virDomainFSThaw(f->dom, NULL, 0, 0) >= 0)
 		return 0;
 	*why = strdup(last_error());
