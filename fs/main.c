@@ -24,6 +24,7 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 {
 	char owner[64];
 	char real[PATH_MAX];
+	bool failed = false;
 	int n;
 
 	if (mountpoint) {
@@ -38,11 +39,13 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 			return 1;
 		}
 	}
+	/* One failure (no LVM on a host of files) stops neither sweep. */
 	n = snapfs_lvm_sweep(mountpoint ? owner : NULL);
-	if (n < 0)
-		return 1;
-	printf("snapfs: removed %d leftover snapshot(s)%s%s\n", n, mountpoint ? " of " : "",
-	       mountpoint ? real : "");
+	if (n >= 0)
+		printf("snapfs: removed %d leftover snapshot(s)%s%s\n", n,
+		       mountpoint ? " of " : "", mountpoint ? real : "");
+	else
+		failed = true;
 	/* Backup jobs are libvirt's; an lvm: source has none. */
 	n = uri && !strncmp(uri, "lvm:", 4) ? 0
 					   : snapfs_libvirt_sweep(uri, mountpoint ? owner : NULL,
@@ -50,7 +53,9 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 	if (n > 0)
 		printf("snapfs: aborted %d leftover backup job(s)%s%s\n", n,
 		       mountpoint ? " of " : "", mountpoint ? real : "");
-	return 0;
+	else if (n < 0)
+		failed = true;
+	return failed ? 1 : 0;
 }
 
 /* This mount's runtime directory, SNAPFS_RUN_BASE/MARK, for the sockets of

@@ -102,7 +102,7 @@ snapfs_start qemu:///system "$mnt" -o scratch_dir="$scratch"
 exec 3<"$mnt/web/vda.raw"
 [ "$(jobs_of web)" = Unbounded ] || fail "no backup job for web: $(v domjobinfo web)"
 [ "$(v domjobinfo web | grep -c 'Job type')" = 1 ] || fail "web has more than one job"
-sock=$(ls /run/snapfs/*/*/nbd.sock)
+sock=$(sed -n 's/^snapfs: guest web: backup job started, exported at //p' "$SNAPFS_LOG")
 [ -S "$sock" ] || fail "no socket of snapfs's job: $sock"
 [ "$(stat -c %a "$(dirname "$sock")")" = 700 ] || fail "the job's directory is not 0700"
 [ "$(ls "$scratch" | grep -c '^snapfs-.*\.qcow2$')" = 3 ] || fail "scratch files: $(ls "$scratch")"
@@ -154,6 +154,18 @@ grep -q "aborted 1 backup job(s) left behind" "$SNAPFS_LOG" || fail "no sweep li
 [ -z "$(ls "$scratch")" ] || fail "scratch files left after the sweep: $(ls "$scratch")"
 [ "$(jobs_of other)" = Unbounded ] || fail "the sweep touched other's job"
 
+# ---- kill -9, then snapfs --cleanup MOUNTPOINT: the same -------------------------
+exec 3<"$mnt/web/vda.raw"
+exec 3<&-
+snapfs_kill9 "$mnt"
+[ "$(jobs_of web)" = Unbounded ] || fail "the dead run's job is not there for --cleanup"
+out=$("$SNAPFS_BIN" --cleanup -o scratch_dir="$scratch" "$mnt" 2>&1) || fail "--cleanup: $out"
+case $out in *"aborted 1 leftover backup job(s) of $mnt"*) ;; *) fail "--cleanup said: $out" ;; esac
+[ -z "$(jobs_of web | grep -v None)" ] || fail "--cleanup left the dead run's job"
+[ -z "$(ls "$scratch")" ] || fail "scratch files left after --cleanup: $(ls "$scratch")"
+[ "$(jobs_of other)" = Unbounded ] || fail "--cleanup touched other's job"
+snapfs_start qemu:///system "$mnt" -o scratch_dir="$scratch"
+
 # ---- the guest destroyed while its file is open ------------------------------------
 exec 3<"$mnt/web/vdc.raw"
 [ "$(read_errno 3 0 65536)" = ok ] || fail "read before destroy"
@@ -163,4 +175,10 @@ wait_for -t 30 grep -q "guest web disk vd.\.raw: its backup job ended: the guest
 [ "$(read_errno 3 $((1 << 20)) 65536)" = EIO ] || fail "a read after destroy did not fail"
 exec 3<&-
 [ -z "$(ls "$scratch")" ] || fail "scratch files left after destroy: $(ls "$scratch")"
+
+# ---- -o snapshot=storage: never the backup API ----------------------------------------
+snapfs_stop "$mnt"
+snapfs_start qemu:///system "$mnt" -o snapshot=storage
+[ "$(ls_c "$mnt/net")" = "domain.xml " ] || fail "snapshot=storage served net: $(ls_c "$mnt/net")"
+grep -q "guest net disk vda: .*not served" "$SNAPFS_LOG" || fail "no line for net's disk under snapshot=storage"
 log "ok"
