@@ -255,9 +255,10 @@ static void read_error(struct snapfs_file *f, uint64_t off, int err)
 			     f->disk->guest, f->disk->file, (unsigned long long)off,
 			     err == ENODATA ? "unexpected end of device" : strerror(err));
 	else if (f->disk->kind == SNAPFS_ORIGIN_FILE)
-		snapfs_error("guest %s disk %s: read of the reflink clone of %s at byte %llu "
-			     "failed: %s",
-			     f->disk->guest, f->disk->file, f->disk->origin_path,
+		snapfs_error("guest %s disk %s: read of %s%s at byte %llu failed: %s",
+			     f->disk->guest, f->disk->file,
+			     f->disk->mech == &snapfs_mech_reflink ? "the reflink clone of " : "",
+			     f->disk->origin_path,
 			     (unsigned long long)off,
 			     err == ENODATA ? "unexpected end of file" : strerror(err));
 	else if (f->img->kind == SNAPFS_IMAGE_NBD)

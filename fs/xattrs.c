@@ -47,7 +47,7 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 		if (n.disk->kind != SNAPFS_ORIGIN_LV) {
 			xattr_add(x, "user.snapfs.origin", "%s", n.disk->path);
 			xattr_add(x, "user.snapfs.snapshot_kind", "%s",
-				  snapfs_mechanism_of(n.disk->kind)->name);
+				  snapfs_mechanism_of(n.disk->kind, n.disk->direct)->name);
 		} else {
 			xattr_add(x, "user.snapfs.origin", "%s/%s", n.disk->lv.vg, n.disk->lv.lv);
 			xattr_add(x, "user.snapfs.snapshot_kind", "%s",
@@ -55,13 +55,22 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 		}
 		xattr_add(x, "user.snapfs.format", "%s", n.disk->format);
 		if (n.disk->view[0]) {
-			char chain[SNAPFS_CHAIN_MAX * 260] = "";
+			char chain[4096] = "";
 			size_t o = 0;
 
-			for (size_t k = 0; k < n.disk->nlayers && o < sizeof(chain); k++)
-				o += (size_t)snprintf(chain + o, sizeof(chain) - o, "%s%s/%s",
-						      k ? " " : "", n.disk->layer[k].lv.vg,
-						      n.disk->layer[k].lv.lv);
+			/* Nearest first; a path with a space is one a reader can
+			 * still tell apart: every layer is absolute. */
+			for (size_t k = 0; k < n.disk->nlayers && o < sizeof(chain); k++) {
+				const struct snapfs_layer *l = &n.disk->layer[k];
+
+				if (l->path[0])
+					o += (size_t)snprintf(chain + o, sizeof(chain) - o, "%s%s",
+							      k ? " " : "", l->path);
+				else
+					o += (size_t)snprintf(chain + o, sizeof(chain) - o,
+							      "%s%s/%s", k ? " " : "", l->lv.vg,
+							      l->lv.lv);
+			}
 			xattr_add(x, "user.snapfs.virtual_size", "%" PRIu64, n.disk->view_size);
 			xattr_add(x, "user.snapfs.cluster_size", "%u", n.disk->cluster_size);
 			xattr_add(x, "user.snapfs.backing", "%s", chain);

@@ -714,3 +714,32 @@ int snapfs_domxml_dac_label(const char *xml, unsigned *uid, unsigned *gid)
 	xmlFreeDoc(doc);
 	return ret;
 }
+
+/* ---- a storage pool's XML -------------------------------------------------- */
+
+int snapfs_domxml_pool_dir(const char *xml, char **dir)
+{
+	xmlDocPtr doc = NULL;
+	const xmlNode *root, *target, *path;
+	const char *type;
+	size_t len;
+	int ret;
+
+	*dir = NULL;
+	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
+		return -EINVAL;
+	ret = parse("(storage pool)", xml, len, &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	type = is_element(root, "pool") ? attr(root, "type") : NULL;
+	target = type ? first_child(root, "target") : NULL;
+	path = target ? first_child(target, "path") : NULL;
+	ret = -ENOENT;
+	if (type && (!strcmp(type, "dir") || !strcmp(type, "fs") || !strcmp(type, "netfs")) &&
+	    path && path->children && path->children->type == XML_TEXT_NODE &&
+	    path->children->content && path->children->content[0] == '/')
+		ret = (*dir = strdup((const char *)path->children->content)) ? 0 : -ENOMEM;
+	xmlFreeDoc(doc);
+	return ret;
+}

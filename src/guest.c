@@ -134,12 +134,14 @@ int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uin
 
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
 			       const struct stat *st, const char *target, const char *format,
-			       unsigned sector_size)
+			       unsigned sector_size, bool direct)
 {
 	struct snapfs_disk d;
 
 	memset(&d, 0, sizeof(d));
 	d.kind = SNAPFS_ORIGIN_FILE;
+	d.direct = direct;
+	d.shut_off = !g->running;
 	d.lv.major = d.lv.minor = -1;
 	d.dev = st->st_dev;
 	d.ino = st->st_ino;
@@ -188,6 +190,7 @@ bool snapfs_disk_is_container(const struct snapfs_disk *d)
 const struct snapfs_mechanism *const snapfs_mechanisms[] = {
 	&snapfs_mech_lvm,
 	&snapfs_mech_reflink,
+	&snapfs_mech_direct,
 	&snapfs_mech_libvirt,
 	NULL,
 };
@@ -197,13 +200,13 @@ const struct snapfs_mechanism *const *snapfs_mechanism_list(void)
 	return snapfs_mechanisms;
 }
 
-const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind)
+const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind, bool direct)
 {
 	switch (kind) {
 	case SNAPFS_ORIGIN_LV:
 		return &snapfs_mech_lvm;
 	case SNAPFS_ORIGIN_FILE:
-		return &snapfs_mech_reflink;
+		return direct ? &snapfs_mech_direct : &snapfs_mech_reflink;
 	case SNAPFS_ORIGIN_BACKUP:
 		break;
 	}

@@ -1,10 +1,13 @@
-/* qcow2 disks in the guest list: the chain of LVs below each (every layer
- * is snapshotted with the disk), and what a listing shows of the decoded
- * disk (its size, partitions and holes), read from the live origins.
+/* qcow2 disks in the guest list: the chain below each, of LVs below an LV
+ * or of files below a file (every layer is snapshotted with the disk), and
+ * what a listing shows of the decoded disk (its size, partitions and
+ * holes), read from the live origins.
  *
- * Only the domain XML says a disk is qcow2; nothing is probed.  A disk
- * whose image is refused, or whose chain cannot be followed to LVs of its
- * own VG, is shown as its container only, with one line saying why.
+ * Only the domain XML says a disk is qcow2, and only the layer above says
+ * what format a backing file is; nothing is probed.  A disk whose image is
+ * refused, or whose chain cannot be followed to LVs of its own VG or to
+ * files of its directory or a storage pool's (backing-file.c), is shown as
+ * its container only, with one line saying why.
  */
 #include "config.h"
 
@@ -12,6 +15,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "snapfs.h"
 
@@ -41,18 +45,21 @@ static void refused(const char *guest, const struct snapfs_disk *d, const char *
 			    guest, d->target, d->file, why);
 }
 
-/* Open the live device of lv (or the file d->path) as the next layer. */
+/* Open the live device of lv (or the file, which must still be the one
+ * of dev and ino) as the next layer. */
 static int open_layer(struct live *l, const char *guest, const struct snapfs_disk *d,
-		      const struct snapfs_lv *lv, const char *format)
+		      const struct snapfs_lv *lv, const char *file, dev_t dev, ino_t ino,
+		      const char *format)
 {
 	struct snapfs_qcow2_io io;
 	char path[300];
 	const char *origin = path;
+	struct stat st;
 	uint64_t size;
 	int fd;
 
 	if (!lv)
-		origin = d->path;
+		origin = file;
 	else if (lv->major < 0)
 		return -ENXIO; /* not active: nothing to read */
 	else if (snapfs_lvm_dm_path(lv->vg, lv->lv, path, sizeof(path)) < 0)
@@ -60,6 +67,10 @@ static int open_layer(struct live *l, const char *guest, const struct snapfs_dis
 	fd = snapfs_device_open(origin, &size);
 	if (fd < 0)
 		return fd;
+	if (!lv && (fstat(fd, &st) < 0 || st.st_dev != dev || st.st_ino != ino)) {
+		close(fd);
+		return -ESTALE;
+	}
 	l->fd[l->n] = fd;
 	snapfs_io_fd(&io, &l->fd[l->n], size, guest, d->target);
 	l->n++;
@@ -82,6 +93,44 @@ static void vg_names(const struct snapfs_lv_list *lvs, const char *names[65])
 	names[n] = NULL;
 }
 
+/* The file layer name means below the image at path above, into layer
+ * (the disk's first layer when above is its own file).  0, or 1 with *why. */
+static int file_layer(const struct snapfs_disk *d, const char *above, const char *name,
+		      struct snapfs_layer *layer, const char **why)
+{
+	struct snapfs_fsinfo fs;
+	struct stat st;
+
+	if (snapfs_backing_file(above, name, layer->path, sizeof(layer->path), why) < 0)
+		return 1;
+	if (stat(layer->path, &st) < 0) {
+		*why = "its backing file cannot be read";
+		return 1;
+	}
+	layer->dev = st.st_dev;
+	layer->ino = st.st_ino;
+	layer->lv.major = layer->lv.minor = -1;
+	if (st.st_dev == d->dev && st.st_ino == d->ino) {
+		*why = "its backing chain is a loop";
+		return 1;
+	}
+	for (size_t k = 0; k < d->nlayers; k++) {
+		if (d->layer[k].dev == st.st_dev && d->layer[k].ino == st.st_ino) {
+			*why = "its backing chain is a loop";
+			return 1;
+		}
+	}
+	/* Each layer is cloned where its filesystem can; else it is read
+	 * directly, which only a shut-off guest allows. */
+	layer->direct = snapfs_reflink_probe(layer->path, &fs) < 0;
+	if (layer->direct && !d->shut_off) {
+		*why = "a backing file is on a filesystem that cannot clone, and the guest "
+		       "runs (-o snapshot=libvirt serves it through the backup API)";
+		return 1;
+	}
+	return 0;
+}
+
 /* Follow the backing names from the top image down, opening each layer.
  * 0, 1 with *why when the chain is refused, -ENOENT for an LV lvs does not
  * hold, or -errno. */
@@ -102,12 +151,6 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 
 		if (!name)
 			return 0;
-		if (d->kind == SNAPFS_ORIGIN_FILE) {
-			*why = "it has a backing file, and only chains of LVs are followed";
-			return 1;
-		}
-		if (snapfs_backing_lv(d->lv.vg, name, vgs, lvname, sizeof(lvname), why) < 0)
-			return 1;
 		if (!format || (strcmp(format, "qcow2") && strcmp(format, "raw"))) {
 			*why = "its backing file's format is not recorded as qcow2 or raw "
 			       "(qemu-img rebase -F), and formats are never probed";
@@ -117,6 +160,30 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 			*why = "its backing chain is deeper than snapfs follows";
 			return 1;
 		}
+		if (d->kind == SNAPFS_ORIGIN_FILE) {
+			struct snapfs_layer layer = { 0 };
+			const char *above = d->nlayers ? d->layer[d->nlayers - 1].path : d->path;
+
+			rc = file_layer(d, above, name, &layer, why);
+			if (rc)
+				return rc;
+			snprintf(layer.format, sizeof(layer.format), "%s", format);
+			grown = reallocarray(d->layer, d->nlayers + 1, sizeof(*grown));
+			if (!grown)
+				return -ENOMEM;
+			d->layer = grown;
+			d->layer[d->nlayers++] = layer;
+			rc = open_layer(l, guest, d, NULL, layer.path, layer.dev, layer.ino, format);
+			if (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -ELOOP || rc == -ESTALE) {
+				*why = "a layer of its backing chain is refused (said above)";
+				return 1;
+			}
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (snapfs_backing_lv(d->lv.vg, name, vgs, lvname, sizeof(lvname), why) < 0)
+			return 1;
 		lv = snapfs_lvm_find(lvs, d->lv.vg, lvname);
 		if (!lv)
 			return -ENOENT;
@@ -137,7 +204,7 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 		d->layer[d->nlayers].lv = *lv;
 		snprintf(d->layer[d->nlayers].format, sizeof(d->layer[0].format), "%s", format);
 		d->nlayers++;
-		rc = open_layer(l, guest, d, lv, format);
+		rc = open_layer(l, guest, d, lv, NULL, 0, 0, format);
 		if (rc == -EINVAL || rc == -EOPNOTSUPP || rc == -ELOOP) {
 			*why = "a layer of its backing chain is refused (said above)";
 			return 1;
@@ -182,7 +249,8 @@ int snapfs_disk_decode_live(const char *guest, struct snapfs_disk *d,
 	d->view[0] = '\0';
 	if (strcmp(d->format, "qcow2"))
 		return 1;
-	rc = open_layer(&l, guest, d, d->kind == SNAPFS_ORIGIN_LV ? &d->lv : NULL, "qcow2");
+	rc = open_layer(&l, guest, d, d->kind == SNAPFS_ORIGIN_LV ? &d->lv : NULL, d->path, d->dev,
+			d->ino, "qcow2");
 	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
 		why = "its image is refused (said above)";
 		rc = 1;

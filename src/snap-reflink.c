@@ -33,20 +33,20 @@ static uint64_t mib(uint64_t bytes)
 	return bytes >> 20;
 }
 
-/* Before a guest is frozen: is there room for a clone of the file disk
- * o at all?  0, or -ENOSPC (logged) when free space is already under the
+/* Before a guest is frozen: is there room for a clone of o's origin at
+ * all?  0, or -ENOSPC (logged) when free space is already under the
  * reserve, or -errno. */
-static int check_room(const struct snapfs_guest *g, const struct snapfs_disk *o)
+static int check_room(const struct snapfs_guest *g, const struct snapfs_snapdisk *o)
 {
-	CLEANUP_CLOSE int fd = open(o->path, O_PATH | O_CLOEXEC);
+	CLEANUP_CLOSE int fd = open(o->origin_path, O_PATH | O_CLOEXEC);
 	struct snapfs_fsinfo fs;
 	uint64_t free_bytes, total, want;
 	int rc;
 
 	if (fd < 0) {
 		rc = -errno;
-		snapfs_error("guest %s disk %s: cannot open %s: %s", g->dir, o->target, o->path,
-			     strerror(-rc));
+		snapfs_error("guest %s disk %s: cannot open %s: %s", g->dir, o->target,
+			     o->origin_path, strerror(-rc));
 		return rc;
 	}
 	rc = snapfs_reflink_space(fd, &free_bytes, &total);
@@ -55,21 +55,18 @@ static int check_room(const struct snapfs_guest *g, const struct snapfs_disk *o)
 	want = snapfs_reserve_bytes(&reserve, total);
 	if (free_bytes >= want)
 		return 0;
-	snapfs_reflink_fsinfo(fd, o->path, &fs);
+	snapfs_reflink_fsinfo(fd, o->origin_path, &fs);
 	snapfs_error("guest %s disk %s: not cloned: only %" PRIu64 " MiB free on %s, under the "
 		     "reserve of %" PRIu64 " MiB (-o reflink_reserve=%s)",
 		     g->dir, o->target, mib(free_bytes), fs.mount, mib(want), reserve_text);
 	return -ENOSPC;
 }
 
+/* d's origin (the disk's file, or a layer's) is set by the caller. */
 static int reflink_plan(const struct snapfs_guest *g, const struct snapfs_disk *o,
 			const struct snapfs_lv *lv, struct snapfs_snapdisk *d)
 {
-	d->origin_dev = o->dev;
-	d->origin_ino = o->ino;
-	if (!(d->origin_path = strdup(o->path)))
-		return -ENOMEM;
-	return check_room(g, o);
+	return check_room(g, d);
 }
 
 /* The clone is opened here: it has no name to open later. */

@@ -116,6 +116,9 @@ int snapfs_domxml_backup(const char *xml, char **socket, char ***scratch, size_t
 /* The user and group a running guest's qemu runs as, from its live XML's
  * DAC seclabel ("+64055:+64055"): 0, -ENOENT when it has none, -EINVAL. */
 int snapfs_domxml_dac_label(const char *xml, unsigned *uid, unsigned *gid);
+/* The directory of a storage pool of files (type dir, fs or netfs) from its
+ * XML: 0 with *dir (the caller frees), -ENOENT for other pools, -EINVAL. */
+int snapfs_domxml_pool_dir(const char *xml, char **dir);
 
 /* ---- exec.c ------------------------------------------------------------ */
 
@@ -399,9 +402,14 @@ enum snapfs_snapshot_mode { SNAPFS_SNAP_AUTO, SNAPFS_SNAP_STORAGE, SNAPFS_SNAP_L
  * a deeper chain is not decoded. */
 #define SNAPFS_CHAIN_MAX 8
 
-/* A layer below a qcow2 disk: an LV of the same VG. */
+/* A layer below a qcow2 disk: an LV of the same VG, or, below a file, a
+ * file of the image's directory or of a storage pool's. */
 struct snapfs_layer {
-	struct snapfs_lv lv;
+	struct snapfs_lv lv;              /* an LV's */
+	char path[4096];                  /* a file's, resolved; "" for an LV */
+	dev_t dev;                        /* a file's, as listed */
+	ino_t ino;
+	bool direct;                      /* a file's, read directly (see snapfs_disk) */
 	char format[8];                   /* "qcow2" or "raw", as the layer above says */
 };
 
@@ -418,6 +426,11 @@ struct snapfs_disk {
 					   * (a path, or PROTOCOL:NAME) */
 	bool live_raw;                    /* BACKUP: path is a local raw file whose
 					   * partition table a listing may read */
+	bool direct;                      /* FILE: read from the origin itself, under a
+					   * guard: the guest is shut off and the file's
+					   * filesystem cannot clone */
+	bool shut_off;                    /* FILE: its guest is shut off, so layers that
+					   * cannot be cloned may be read directly */
 	uint64_t size;                    /* the origin's size when listed */
 	uint64_t allocated;               /* bytes holding data, or SNAPFS_ALL_DATA */
 	dev_t dev;                        /* its st_dev and st_ino when listed */
@@ -475,10 +488,11 @@ int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
  * in struct snapfs_disk. */
 int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uint64_t size,
 				 bool live_raw, const char *target, unsigned sector_size);
-/* The same for a regular file (path, and what stat said of it). */
+/* The same for a regular file (path, and what stat said of it); direct:
+ * read from the origin itself (see snapfs_disk). */
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
 			       const struct stat *st, const char *target, const char *format,
-			       unsigned sector_size);
+			       unsigned sector_size, bool direct);
 void snapfs_guests_free(struct snapfs_guest *g, size_t n);
 /* Give each guest a distinct directory name; sorts by it. */
 void snapfs_guests_name(struct snapfs_guest *g, size_t n);
@@ -602,6 +616,7 @@ struct snapfs_image {
 struct snapfs_mechanism;
 struct snapfs_nbd;
 struct snapfs_job;
+struct snapfs_guard;
 
 struct snapfs_snapdisk {
 	const char *guest;            /* the guest's name, for log lines */
@@ -634,6 +649,7 @@ struct snapfs_snapdisk {
 				       * blocks given back, a backup job ended */
 	/* SNAPFS_ORIGIN_BACKUP */
 	struct snapfs_job *job;       /* the set's one backup job */
+	struct snapfs_guard *guard;   /* DIRECT: what must not change */
 	struct snapfs_nbd *nbd;       /* its export of this disk */
 	char *scratch;                /* the scratch file of this disk */
 	int fd;
@@ -691,10 +707,11 @@ struct snapfs_mechanism {
 #define SNAPFS_WATCH_MS 100
 
 extern const struct snapfs_mechanism snapfs_mech_lvm, snapfs_mech_reflink,
-	snapfs_mech_libvirt;
-/* The mechanisms, NULL-terminated (guest.c), and that of an origin kind. */
+	snapfs_mech_direct, snapfs_mech_libvirt;
+/* The mechanisms, NULL-terminated (guest.c), and that of an origin kind
+ * (direct: a file read from the origin itself). */
 extern const struct snapfs_mechanism *const snapfs_mechanisms[];
-const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind);
+const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind, bool direct);
 /* snapfs_mechanisms, through a call the tests can fake. */
 const struct snapfs_mechanism *const *snapfs_mechanism_list(void);
 
@@ -855,6 +872,24 @@ int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end,
 		      uint64_t *out);
 /* Bytes of [start, end) holding data; all of it when that is not known. */
 uint64_t snapfs_image_allocated(const struct snapfs_image *im, uint64_t start, uint64_t end);
+
+/* ---- backing-file.c: which file a qcow2 image's backing name means ------- */
+
+/* The file the backing name of the image at path image means: resolved as
+ * qemu does, relative to image's directory, into out (its real path); only
+ * a regular file in image's directory or in one of dirs (real paths,
+ * NULL-terminated; may be NULL), reached by no symlink leading out of them.
+ * Refused, with *why: a protocol or json: name, a file elsewhere, a device,
+ * a missing file.  0, or -EPERM. */
+int snapfs_backing_file_in(const char *image, const char *name, const char *const *dirs,
+			   char *out, size_t outlen, const char **why);
+/* The same with the storage pools' directories the last discovery saw. */
+int snapfs_backing_file(const char *image, const char *name, char *out, size_t outlen,
+			const char **why);
+/* Replace the pools' directories (real paths, NULL-terminated, malloc'd;
+ * taken over); free such a list. */
+void snapfs_backing_pools_set(char **dirs);
+void snapfs_backing_pools_free(char **dirs);
 
 /* ---- backing.c: which LV a qcow2 image's backing name means --------------- */
 

@@ -257,12 +257,19 @@ static size_t count_disks(const struct snapfs_guest *g)
 static int plan_disk(struct snapfs_snapset *s, const struct snapfs_guest *g,
 		     struct snapfs_snapdisk *d, const struct snapfs_disk *o, unsigned depth)
 {
-	const struct snapfs_lv *lv = depth ? &o->layer[depth - 1].lv : &o->lv;
+	const struct snapfs_layer *layer = depth ? &o->layer[depth - 1] : NULL;
+	const struct snapfs_lv *lv = layer ? &layer->lv : &o->lv;
 
 	d->fd = d->dfd = d->clone_fd = -1;
 	d->guest = s->name;
 	d->kind = o->kind;
-	d->mech = snapfs_mechanism_of(o->kind);
+	d->mech = snapfs_mechanism_of(o->kind, layer ? layer->direct : o->direct);
+	if (o->kind == SNAPFS_ORIGIN_FILE) {
+		d->origin_dev = layer ? layer->dev : o->dev;
+		d->origin_ino = layer ? layer->ino : o->ino;
+		if (!(d->origin_path = strdup(layer ? layer->path : o->path)))
+			return -ENOMEM;
+	}
 	d->depth = depth;
 	d->sector_size = o->sector_size;
 	snprintf(d->target, sizeof(d->target), "%s", o->target);
@@ -328,6 +335,23 @@ static int read_partitions(const struct snapfs_guest *g, struct snapfs_snapdisk 
 	return 0;
 }
 
+/* Does the backing name in the snapshot of d still mean the origin of
+ * below, the next layer's? */
+static bool names_layer(const struct snapfs_snapdisk *d, const char *name,
+			const struct snapfs_snapdisk *below)
+{
+	char found[4096];
+	const char *why;
+
+	if (!name)
+		return false;
+	if (d->kind == SNAPFS_ORIGIN_FILE)
+		return snapfs_backing_file(d->origin_path, name, found, sizeof(found), &why) == 0 &&
+		       !strcmp(found, below->origin_path);
+	return snapfs_backing_lv(d->vg, name, NULL, found, sizeof(found), &why) == 0 &&
+	       !strcmp(found, below->origin);
+}
+
 /* Decode qcow2 disk d (with its layers after it) from the snapshots, as
  * the listing followed its chain: each image must still name the layer
  * below that was snapshotted.  0, or 1 with *why. */
@@ -352,12 +376,8 @@ static int decode(struct snapfs_snapdisk *d, const char **why)
 			return 1;
 		}
 		const char *name = c->q[k] ? snapfs_qcow2_backing_name(c->q[k]) : NULL;
-		char lv[128];
 
-		if (k == d->nlayers ? name != NULL
-				    : !name || snapfs_backing_lv(d->vg, name, NULL, lv, sizeof(lv),
-								why) < 0 ||
-					      strcmp(lv, d[k + 1].origin)) {
+		if (k == d->nlayers ? name != NULL : !names_layer(&d[k], name, &d[k + 1])) {
 			*why = "its backing chain changed since it was listed";
 			return 1;
 		}
@@ -518,9 +538,19 @@ static bool same_origin(const struct snapfs_snapdisk *d, const struct snapfs_dis
 {
 	if (d->kind != o->kind || strcmp(d->file, o->file))
 		return false;
+	if (d->mech != snapfs_mechanism_of(o->kind, o->direct))
+		return false;
 	if (d->kind != SNAPFS_ORIGIN_LV)
 		return !strcmp(d->origin_path, o->path);
 	return !strcmp(d->vg, o->lv.vg) && !strcmp(d->origin, o->lv.lv);
+}
+
+static bool same_layer(const struct snapfs_snapdisk *d, const struct snapfs_layer *l)
+{
+	if (d->kind == SNAPFS_ORIGIN_FILE)
+		return d->mech == snapfs_mechanism_of(d->kind, l->direct) &&
+		       !strcmp(d->origin_path, l->path);
+	return !strcmp(d->vg, l->lv.vg) && !strcmp(d->origin, l->lv.lv);
 }
 
 /* Does set s hold the disks guest g has now (same files, same origins)? */
@@ -535,8 +565,7 @@ static bool set_matches(const struct snapfs_snapset *s, const struct snapfs_gues
 		if (!same_origin(d, o) || d->nlayers != (o->view[0] ? o->nlayers : 0))
 			return false;
 		for (size_t k = 1; k <= d->nlayers; k++)
-			if (strcmp(d[k].vg, o->layer[k - 1].lv.vg) ||
-			    strcmp(d[k].origin, o->layer[k - 1].lv.lv))
+			if (!same_layer(&d[k], &o->layer[k - 1]))
 				return false;
 		j += 1 + d->nlayers;
 	}

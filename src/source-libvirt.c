@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <pthread.h>
@@ -113,14 +114,17 @@ static int add_storage_disk(virConnectPtr conn, struct snapfs_guest *g, const ch
 				why[0] = '\0';
 				return 0;
 			}
+			/* A shut-off guest's file that cannot be cloned is read
+			 * directly, under a guard; a running guest's goes
+			 * through the backup API. */
 			rc = snapfs_reflink_probe(path, &fs);
-			if (rc < 0) {
+			if (rc < 0 && g->running) {
 				snprintf(why, whylen, "%s not served: its filesystem (%s) cannot "
 					 "make reflink clones (%s)", path, fs.type, strerror(-rc));
 				return 0;
 			}
 			rc = snapfs_guest_add_file_disk(g, path, &st, d->target, d->format,
-							d->sector_size);
+							d->sector_size, rc < 0);
 			return rc < 0 ? rc : 1;
 		}
 	}
@@ -392,6 +396,32 @@ int snapfs_source_libvirt_guest(const char *uri, const char *uuid, const char *n
 	return rc == -EIO ? -ENOENT : rc;
 }
 
+/* The directories of the storage pools of files, for backing-file.c: their
+ * real paths, NULL-terminated, or NULL. */
+static char **pool_dirs(virConnectPtr conn)
+{
+	virStoragePoolPtr *pools = NULL;
+	int count = virConnectListAllStoragePools(conn, &pools, 0);
+	char **dirs = calloc(count > 0 ? (size_t)count + 1 : 1, sizeof(*dirs));
+	size_t n = 0;
+
+	for (int i = 0; i < count; i++) {
+		CLEANUP_FREE char *xml = virStoragePoolGetXMLDesc(pools[i], 0);
+		CLEANUP_FREE char *dir = NULL;
+		char real[PATH_MAX];
+
+		if (dirs && xml && snapfs_domxml_pool_dir(xml, &dir) == 0 && realpath(dir, real))
+			dirs[n] = strdup(real);
+		if (dirs && dirs[n])
+			n++;
+		virStoragePoolFree(pools[i]);
+	}
+	free(pools);
+	if (count < 0)
+		snapfs_debug(SNAPFS_DBG_GUESTS, "no storage pools listed: %s", last_error());
+	return dirs;
+}
+
 int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs,
 			       struct snapfs_guest **out, size_t *n)
 {
@@ -408,6 +438,7 @@ int snapfs_source_libvirt_list(const char *uri, const struct snapfs_lv_list *lvs
 		virConnectClose(conn);
 		return -EIO;
 	}
+	snapfs_backing_pools_set(pool_dirs(conn));
 	g = calloc((size_t)count + 1, sizeof(*g));
 	if (!g)
 		rc = -ENOMEM;

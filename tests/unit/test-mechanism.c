@@ -32,7 +32,7 @@
 #define DISK_SIZE (1 << 20)
 
 const struct snapfs_mechanism *const *__wrap_snapfs_mechanism_list(void);
-const struct snapfs_mechanism *__wrap_snapfs_mechanism_of(enum snapfs_origin_kind kind);
+const struct snapfs_mechanism *__wrap_snapfs_mechanism_of(enum snapfs_origin_kind kind, bool direct);
 
 static struct {
 	pthread_mutex_t lock;
@@ -127,7 +127,7 @@ const struct snapfs_mechanism *const *__wrap_snapfs_mechanism_list(void)
 	return fake_list;
 }
 
-const struct snapfs_mechanism *__wrap_snapfs_mechanism_of(enum snapfs_origin_kind kind)
+const struct snapfs_mechanism *__wrap_snapfs_mechanism_of(enum snapfs_origin_kind kind, bool direct)
 {
 	return &fake_mech;
 }

@@ -158,7 +158,7 @@ static void make_guest(struct fixture *fx, const char *reserve)
 	fx->g.name = strdup("web");
 	fx->g.key = strdup("web");
 	snprintf(fx->g.dir, sizeof(fx->g.dir), "web");
-	assert_int_equal(snapfs_guest_add_file_disk(&fx->g, fx->path, &st, "vda", "raw", 512),
+	assert_int_equal(snapfs_guest_add_file_disk(&fx->g, fx->path, &st, "vda", "raw", 512, false),
 			 0);
 	assert_int_equal(fx->g.ndisks, 1);
 	assert_int_equal(fx->g.disk[0].kind, SNAPFS_ORIGIN_FILE);
