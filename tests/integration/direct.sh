@@ -8,6 +8,8 @@
 #  - while a file is open, a qemu-io write, a dd conv=notrunc by another
 #    process and an mv of another file over the disk each make the next read
 #    EIO, with the line naming guest, disk and cause;
+#  - a chain of three layers made by virsh snapshot-create-as --disk-only,
+#    decoded as qemu-img convert decodes it;
 #  - virsh start of the guest while its file is open: the guest starts and
 #    writes; reads fail with EIO from then on, the log says why, and no byte
 #    read while it started differs from the disk before it.
@@ -124,6 +126,23 @@ changed "changed while it was read" \
 	dd if=/dev/urandom of="$fs/vda.img" bs=4k seek=1000 count=1 conv=notrunc status=none
 cp "$fs/vda.img" "$fs/vda.new"
 changed "was replaced or removed" mv "$fs/vda.new" "$fs/vda.img"
+
+# ---- a chain of three from virsh snapshot-create-as --disk-only ----------------
+qemu-img convert -q -f raw -O qcow2 "$TEST_TMPDIR/vdb.src" "$fs/snap.qcow2"
+guest_xml snap "$(disk_file vda "$fs/snap.qcow2" qcow2)" "" >"$TEST_TMPDIR/snap.xml"
+v define "$TEST_TMPDIR/snap.xml" >/dev/null || fail "define snap"
+add_cleanup "virsh -q -c qemu:///system undefine snap --snapshots-metadata >/dev/null 2>&1 || true"
+for s in s1 s2; do
+	v snapshot-create-as snap "$s" --disk-only --diskspec "vda,file=$fs/snap-$s.qcow2" \
+		>/dev/null || fail "snapshot-create-as snap $s"
+	qio "$fs/snap-$s.qcow2" "write -P 0x4$((${s#s} + 1)) $((${s#s} * 3))M 1M"
+done
+wait_for -t 10 test -e "$mnt/snap/vda.raw" || fail "snap: $(ls_c "$mnt/snap")"
+[ "$(xattr_of "$mnt/snap/vda.raw" backing)" = "$fs/snap-s1.qcow2 $fs/snap.qcow2" ] ||
+	fail "snap's layers: $(xattr_of "$mnt/snap/vda.raw" backing)"
+exec 3<"$mnt/snap/vda.raw"
+check_decoded "$mnt/snap" vda "$fs/snap-s2.qcow2"
+exec 3<&-
 
 # ---- the guest started while its file is open --------------------------------
 wait_for -t 10 test -r "$mnt/cold/vda.raw" || fail "vda.raw is gone"
