@@ -25,6 +25,7 @@ v() { virsh -q -c qemu:///system "$@"; }
 job_type() { v domjobinfo "$1" 2>/dev/null | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }'; }
 no_job() { [ "$(job_type "$1")" = None ]; }
 scratch_files() { find "$scratch" -name 'snapfs-*' | wc -l; }
+no_scratch_files() { [ "$(scratch_files)" = 0 ]; }
 
 slots=64
 ndev=2
@@ -113,5 +114,5 @@ guest_blk_clean fill
 grep -q "scratch_used=.*export=ended" "$mnt/.snapfs-status" ||
 	fail "status: $(cat "$mnt/.snapfs-status")"
 exec 3<&-
-wait_for -t 30 test "$(scratch_files)" = 0 || fail "scratch files left: $(ls -l "$scratch")"
+wait_for -t 30 no_scratch_files || fail "scratch files left: $(ls -l "$scratch")"
 log "ok: records $first..$last at the open ($before..$after), the full scratch ended the job"

@@ -21,6 +21,7 @@ in_private_namespace "$@"
 ls_c() { (cd "$1" && LC_ALL=C ls -A | tr '\n' ' '); }
 v() { virsh -q -c qemu:///system "$@"; }
 xattr() { getfattr --absolute-names --only-values -n "user.snapfs.$1" "$2"; }
+no_job() { [ -z "$(jobs_of "$1" | grep -v None)" ]; }
 jobs_of() { v domjobinfo "$1" 2>/dev/null | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }'; }
 
 start_private_libvirtd
@@ -125,7 +126,7 @@ cmp -s "$TEST_TMPDIR/map.want" "$TEST_TMPDIR/map.got" ||
 	fail "vdb.raw's holes: $(cat "$TEST_TMPDIR/map.got") against the export's $(cat "$TEST_TMPDIR/map.want")"
 grep -q 'snapshot=libvirt-backup' "$mnt/.snapfs-status" || fail "status: $(cat "$mnt/.snapfs-status")"
 exec 3<&-
-wait_for -t 30 test -z "$(jobs_of web | grep -v None)" || fail "web's job outlived its set"
+wait_for -t 30 no_job web || fail "web's job outlived its set"
 [ -z "$(ls "$scratch")" ] || fail "scratch files left: $(ls "$scratch")"
 [ ! -e "$sock" ] || fail "socket left: $sock"
 

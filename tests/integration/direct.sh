@@ -149,7 +149,7 @@ wait_for -t 10 test -r "$mnt/cold/vda.raw" || fail "vda.raw is gone"
 cp "$fs/vda.img" "$TEST_TMPDIR/before.img"
 exec 3<"$mnt/cold/vda.raw"
 # Read the records' region over and over while the guest starts: every
-# read answered equals the disk before the start; once one fails, all do.
+# read answered equals the disk before the start, and the reads fail.
 python3 - "$TEST_TMPDIR/before.img" $((2 << 20)) $((1 << 20)) "$TEST_TMPDIR/ready" \
 	>"$TEST_TMPDIR/reads" <<'PY' &
 import errno, os, sys, time
@@ -166,10 +166,17 @@ while time.time() < deadline:
                 raise
             failed += 1
             continue
-        if failed:
-            print("a read answered after one failed"); sys.exit(1)
-        if b != before[off:off + 65536]:
-            print("a read at %d differs from the disk before the start" % off); sys.exit(1)
+        # Pages the kernel cached before the start may still be
+        # answered after a read failed: they are the disk before it.
+        if b != before[off:off + len(b)]:
+            at = next(i for i in range(len(b)) if b[i] != before[off + i])
+            print("a read at %d differs from the disk before the start at +%d: %r, not %r"
+                  % (off, at, b[at:at + 60], before[off + at:off + at + 60]))
+            sys.exit(1)
+        if len(b) < 65536:
+            # A read cut short: its pages up to the first that failed.
+            failed += 1
+            continue
         ok += 1
         if ok == 32:
             open(sys.argv[4], "w").close()

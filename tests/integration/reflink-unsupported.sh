@@ -1,6 +1,7 @@
 #!/bin/bash
-# A disk on a filesystem that cannot make reflink clones (ext4, tmpfs, XFS
-# made with -m reflink=0) is not served: it is left out of the tree, and
+# A running guest's disk on a filesystem that cannot make reflink clones
+# (ext4, tmpfs, XFS made with -m reflink=0), where no backup API can stand
+# in (the test driver has none), is not served: it is left out of the tree, and
 # the log says once, at info level, which guest and disk and why, however
 # often the guest is listed.  A guest with one disk that can be cloned and
 # one that cannot shows, and clones, only the first.
