@@ -42,7 +42,7 @@ struct builder {
 	struct vg_pv *pv;
 	size_t npvs;
 	const struct snapfs_lvmt_node *lvs; /* the logical_volumes section, or NULL */
-	const char **cow;              /* the COW stores of snapshots, sorted */
+	struct cow *cow;               /* the snapshots, sorted by COW store */
 	size_t ncows;
 };
 
@@ -148,7 +148,7 @@ int snapfs_glvm_vg_identify(const struct snapfs_lvmt_node *root,
 	uint64_t version;
 
 	*vgsec = NULL;
-	if (!contents || strcmp(contents, "Text Format Volume") ||
+	if (!contents || strcmp(contents, "Text Format Volume Group") ||
 	    get_int(root, "version", 1, 1, &version)) {
 		*why = "not LVM2 text format version 1";
 		return -EINVAL;
@@ -267,46 +267,67 @@ static const struct vg_pv *find_pv(const struct builder *b, const char *key)
 
 /* ---- LVs ------------------------------------------------------------------ */
 
-static int cmp_str(const void *a, const void *b)
+/* A classic snapshot, as the text has it: the LV users know by the
+ * snapshot's name holds its COW store, and a snapshotN LV of one
+ * "snapshot" segment names it (cow_store) and its origin. */
+struct cow {
+	const char *lv, *origin;
+	const struct snapfs_lvmt_node *seg;  /* its extents: the snapshot's size */
+};
+
+static int cmp_cow(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(((const struct cow *)a)->lv, ((const struct cow *)b)->lv);
 }
 
-/* The LVs that are a snapshot's COW store (a "snapshot" segment's
- * cow_store), sorted. */
+/* The segment of type type that section l holds, or NULL. */
+static const struct snapfs_lvmt_node *segment_of(const struct snapfs_lvmt_node *l,
+						  const char *type)
+{
+	for (const struct snapfs_lvmt_node *s = l->child; s; s = s->next) {
+		const char *t;
+
+		if (s->kind == SNAPFS_LVMT_SECTION && (t = get_str(s, "type")) &&
+		    !strcmp(t, type))
+			return s;
+	}
+	return NULL;
+}
+
+/* The snapshots' COW stores, sorted. */
 static int find_cows(struct builder *b)
 {
 	size_t cap = 0;
 
-	for (const struct snapfs_lvmt_node *l = b->lvs->child; l; l = l->next)
-		for (const struct snapfs_lvmt_node *s = l->child; s; s = s->next) {
-			const char *type, *cow;
+	for (const struct snapfs_lvmt_node *l = b->lvs->child; l; l = l->next) {
+		const struct snapfs_lvmt_node *s = segment_of(l, "snapshot");
+		struct cow c = { s ? get_str(s, "cow_store") : NULL,
+				 s ? get_str(s, "origin") : NULL, s };
 
-			if (s->kind != SNAPFS_LVMT_SECTION)
-				continue;
-			type = get_str(s, "type");
-			cow = get_str(s, "cow_store");
-			if (!type || !cow || strcmp(type, "snapshot"))
-				continue;
-			if (b->ncows == cap) {
-				const char **p;
+		if (!c.lv || !c.origin)
+			continue;
+		if (b->ncows == cap) {
+			struct cow *p;
 
-				cap = cap ? 2 * cap : 8;
-				p = realloc(b->cow, cap * sizeof(*p));
-				if (!p)
-					return -ENOMEM;
-				b->cow = p;
-			}
-			b->cow[b->ncows++] = cow;
+			cap = cap ? 2 * cap : 8;
+			p = realloc(b->cow, cap * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			b->cow = p;
 		}
+		b->cow[b->ncows++] = c;
+	}
 	if (b->ncows)
-		qsort(b->cow, b->ncows, sizeof(*b->cow), cmp_str);
+		qsort(b->cow, b->ncows, sizeof(*b->cow), cmp_cow);
 	return 0;
 }
 
-static bool is_cow(const struct builder *b, const char *lv)
+/* The snapshot whose COW store lv is, or NULL. */
+static const struct cow *snapshot_of(const struct builder *b, const char *lv)
 {
-	return b->ncows && bsearch(&lv, b->cow, b->ncows, sizeof(*b->cow), cmp_str);
+	struct cow key = { lv, NULL, NULL };
+
+	return b->ncows ? bsearch(&key, b->cow, b->ncows, sizeof(*b->cow), cmp_cow) : NULL;
 }
 
 /* The stripes of a striped segment: nstripes (PV key, first PE) pairs, each
@@ -459,6 +480,8 @@ static int read_lv(const struct builder *b, const struct snapfs_lvmt_node *sec,
 {
 	static const char *const status[] = { "READ", "WRITE", "WRITE_LOCKED", "VISIBLE",
 					      "FIXED_MINOR", "ACTIVATION_SKIP", NULL };
+	const struct cow *snap = snapshot_of(b, sec->key);
+	uint64_t start, count;
 	const char *bad;
 	int r;
 
@@ -470,8 +493,14 @@ static int read_lv(const struct builder *b, const struct snapfs_lvmt_node *sec,
 		r = say(lv->reason, sizeof(lv->reason), "a name LVM does not allow");
 	else if (!flags_known(sec, "status", status, &bad))
 		r = say(lv->reason, sizeof(lv->reason), "status %s is not served", bad);
-	else if (is_cow(b, sec->key))
-		r = say(lv->reason, sizeof(lv->reason), "the COW store of a snapshot");
+	else if (snap) {
+		snprintf(lv->segtype, sizeof(lv->segtype), "snapshot");
+		if (!read_extents(snap->seg, &start, &count, &bad, lv->reason,
+				  sizeof(lv->reason)))
+			lv->size = count * b->extent;
+		r = say(lv->reason, sizeof(lv->reason),
+			"a snapshot of %s: its COW store is not served", snap->origin);
+	}
 	else
 		r = read_segments(b, sec, lv);
 	if (r == -ENOMEM)
@@ -509,7 +538,10 @@ static int read_lvs(struct builder *b, const struct snapfs_lvmt_node *vgsec)
 		for (size_t i = 0; i < b->vg->nlvs; i++)
 			if (!strcmp(b->vg->lv[i].name, l->key))
 				return say(reason, rlen, "LV %s listed twice", l->key);
-		if (!has_flag(l, "status", "VISIBLE")) {
+		/* What lvs shows: a snapshot by the name of its COW store (which
+		 * is not VISIBLE), not the snapshotN that ties it to its origin. */
+		if (segment_of(l, "snapshot") ||
+		    (!has_flag(l, "status", "VISIBLE") && !snapshot_of(b, l->key))) {
 			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s, VG %s, LV %s: hidden, not "
 				     "listed", b->guest, b->vg->name, l->key);
 			continue;

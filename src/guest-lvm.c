@@ -89,13 +89,16 @@ static int add_copies(const char *guest, const struct snapfs_glvm_dev *d, unsign
 static int refuse_vg(const char *guest, struct snapfs_glvm_vg *vg, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* fmt NULL: vg->reason says why already. */
 static int refuse_vg(const char *guest, struct snapfs_glvm_vg *vg, const char *fmt, ...)
 {
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(vg->reason, sizeof(vg->reason), fmt, ap);
-	va_end(ap);
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(vg->reason, sizeof(vg->reason), fmt, ap);
+		va_end(ap);
+	}
 	vg->served = false;
 	snapfs_warn("guest %s, VG %s: refused: %s", guest, vg->name, vg->reason);
 	return 0;
@@ -119,7 +122,7 @@ static int build_vg(const char *guest, const struct snapfs_glvm_pvs *pvs,
 					 pvs->dev[c->dev].name, pvs->dev[c[i].dev].name);
 	r = snapfs_glvm_vg_build(guest, c->vgsec, pvs, vg);
 	if (r == -EINVAL)
-		return refuse_vg(guest, vg, "%s", vg->reason);
+		return refuse_vg(guest, vg, NULL);
 	return r;
 }
 
