@@ -110,8 +110,8 @@ static int find_label(const uint8_t *buf, size_t sectors, unsigned *at, unsigned
 			*why = "LVM2 label names another sector";
 			return -EINVAL;
 		}
-		if (!sum_ok(le32(l + 16),
-			    lvm_crc(INITIAL_CRC, l + LABEL_CRC_FROM, SECTOR - LABEL_CRC_FROM))) {
+		if (!sum_ok(le32(l + 16), lvm_crc(INITIAL_CRC, l + LABEL_CRC_FROM,
+						  SECTOR - LABEL_CRC_FROM))) {
 			*why = "LVM2 label: bad CRC";
 			return -EINVAL;
 		}
@@ -134,8 +134,8 @@ static int find_label(const uint8_t *buf, size_t sectors, unsigned *at, unsigned
 
 /* The (offset, size) list at *pos of the sector (end: its end), up to
  * (0, 0); *n gets how many, at most max are kept in locn. */
-static int read_locns(const uint8_t *sector, size_t *pos, uint64_t locn[][2], unsigned max,
-		      unsigned *n)
+static int read_locns(const uint8_t *sector, size_t *pos, uint64_t locn[][2],
+		      unsigned max, unsigned *n)
 {
 	*n = 0;
 	for (;;) {
@@ -280,8 +280,8 @@ int snapfs_glvm_pv_read(const char *guest, const struct snapfs_glvm_dev *d,
 		if (r == -ENOMEM)
 			return r;
 		if (r) /* the other area may do; the PV is one all the same */
-			snapfs_warn("guest %s, disk %s: metadata area %u not read: %s", guest,
-				    d->name, i + 1, why);
+			snapfs_warn("guest %s, disk %s: metadata area %u not read: %s",
+				    guest, d->name, i + 1, why);
 		else if (text) {
 			pv->text[pv->ntexts] = text;
 			pv->text_len[pv->ntexts++] = len;

@@ -26,11 +26,11 @@
 #define EXTENT_SECTORS_MAX (1ull << 32)
 
 struct vg_pv {
-	const char *key;               /* "pv0", as stripes name it */
+	const char *key; /* "pv0", as stripes name it */
 	char uuid[33];
-	int dev;                       /* -1: no device */
-	const char *missing;           /* why the PV cannot be read, or NULL */
-	uint64_t pe_start;             /* bytes */
+	int dev;	     /* -1: no device */
+	const char *missing; /* why the PV cannot be read, or NULL */
+	uint64_t pe_start;   /* bytes */
 	uint64_t pe_count;
 };
 
@@ -38,15 +38,16 @@ struct builder {
 	const char *guest;
 	const struct snapfs_glvm_pvs *pvs;
 	struct snapfs_glvm_vg *vg;
-	uint64_t extent;               /* bytes */
+	uint64_t extent; /* bytes */
 	struct vg_pv *pv;
 	size_t npvs;
 	const struct snapfs_lvmt_node *lvs; /* the logical_volumes section, or NULL */
-	struct cow *cow;               /* the snapshots, sorted by COW store */
+	struct cow *cow;		    /* the snapshots, sorted by COW store */
 	size_t ncows;
 };
 
-static int say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int say(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int say(char *buf, size_t len, const char *fmt, ...)
 {
@@ -121,7 +122,8 @@ static bool flags_known(const struct snapfs_lvmt_node *sec, const char *key,
 	return true;
 }
 
-static bool has_flag(const struct snapfs_lvmt_node *sec, const char *key, const char *flag)
+static bool has_flag(const struct snapfs_lvmt_node *sec, const char *key,
+		     const char *flag)
 {
 	const struct snapfs_lvmt_node *a;
 
@@ -196,7 +198,8 @@ static int device_of(const struct snapfs_glvm_pvs *pvs, const char *uuid)
 	return found;
 }
 
-static int read_pv(struct builder *b, const struct snapfs_lvmt_node *sec, struct vg_pv *pv)
+static int read_pv(struct builder *b, const struct snapfs_lvmt_node *sec,
+		   struct vg_pv *pv)
 {
 	static const char *const status[] = { "ALLOCATABLE", "EXPORTED", NULL };
 	char *reason = b->vg->reason;
@@ -205,9 +208,11 @@ static int read_pv(struct builder *b, const struct snapfs_lvmt_node *sec, struct
 	const char *bad;
 
 	pv->key = sec->key;
-	if (get_uuid(sec, pv->uuid) || get_int(sec, "pe_start", 0, INT64_MAX, &pv->pe_start) ||
+	if (get_uuid(sec, pv->uuid) ||
+	    get_int(sec, "pe_start", 0, INT64_MAX, &pv->pe_start) ||
 	    get_int(sec, "pe_count", 0, INT64_MAX, &pv->pe_count))
-		return say(reason, rlen, "PV %s: id, pe_start or pe_count malformed", sec->key);
+		return say(reason, rlen, "PV %s: id, pe_start or pe_count malformed",
+			   sec->key);
 	if (!flags_known(sec, "status", status, &bad))
 		return say(reason, rlen, "PV %s: unknown status %s", sec->key, bad);
 	if (__builtin_mul_overflow(pv->pe_start, SECTOR, &start) ||
@@ -240,8 +245,10 @@ static int read_pvs(struct builder *b, const struct snapfs_lvmt_node *vgsec)
 		return say(reason, rlen, "no physical_volumes section");
 	for (n = sec->child; n; n = n->next)
 		if (n->kind != SNAPFS_LVMT_SECTION || ++b->npvs > SNAPFS_GLVM_PVS_MAX)
-			return say(reason, rlen, "physical_volumes: more than %u PVs, "
-				   "or a value among them", SNAPFS_GLVM_PVS_MAX);
+			return say(reason, rlen,
+				   "physical_volumes: more than %u PVs, "
+				   "or a value among them",
+				   SNAPFS_GLVM_PVS_MAX);
 	b->pv = calloc(b->npvs ? b->npvs : 1, sizeof(*b->pv));
 	if (!b->pv)
 		return -ENOMEM;
@@ -251,7 +258,8 @@ static int read_pvs(struct builder *b, const struct snapfs_lvmt_node *vgsec)
 		if (r)
 			return r;
 		for (size_t j = 0; j < i; j++)
-			if (!strcmp(b->pv[j].key, n->key) || !strcmp(b->pv[j].uuid, b->pv[i].uuid))
+			if (!strcmp(b->pv[j].key, n->key) ||
+			    !strcmp(b->pv[j].uuid, b->pv[i].uuid))
 				return say(reason, rlen, "PV %s listed twice", n->key);
 	}
 	return 0;
@@ -272,7 +280,7 @@ static const struct vg_pv *find_pv(const struct builder *b, const char *key)
  * "snapshot" segment names it (cow_store) and its origin. */
 struct cow {
 	const char *lv, *origin;
-	const struct snapfs_lvmt_node *seg;  /* its extents: the snapshot's size */
+	const struct snapfs_lvmt_node *seg; /* its extents: the snapshot's size */
 };
 
 static int cmp_cow(const void *a, const void *b)
@@ -282,7 +290,7 @@ static int cmp_cow(const void *a, const void *b)
 
 /* The segment of type type that section l holds, or NULL. */
 static const struct snapfs_lvmt_node *segment_of(const struct snapfs_lvmt_node *l,
-						  const char *type)
+						 const char *type)
 {
 	for (const struct snapfs_lvmt_node *s = l->child; s; s = s->next) {
 		const char *t;
@@ -327,7 +335,8 @@ static const struct cow *snapshot_of(const struct builder *b, const char *lv)
 {
 	struct cow key = { lv, NULL, NULL };
 
-	return b->ncows ? bsearch(&key, b->cow, b->ncows, sizeof(*b->cow), cmp_cow) : NULL;
+	return b->ncows ? bsearch(&key, b->cow, b->ncows, sizeof(*b->cow), cmp_cow)
+			: NULL;
 }
 
 /* The stripes of a striped segment: nstripes (PV key, first PE) pairs, each
@@ -347,25 +356,27 @@ static int read_stripes(const struct builder *b, const struct snapfs_lvmt_node *
 		const struct vg_pv *pv;
 		uint64_t pe, off;
 
-		if (e->kind != SNAPFS_LVMT_STRING || !e->next || e->next->kind != SNAPFS_LVMT_INT)
+		if (e->kind != SNAPFS_LVMT_STRING || !e->next ||
+		    e->next->kind != SNAPFS_LVMT_INT)
 			return say(why, wlen, "%s: stripes malformed", sec->key);
 		pv = find_pv(b, e->str);
 		pe = (uint64_t)e->next->num;
 		if (!pv)
-			return say(why, wlen, "%s: extents on %s, which is no PV of the VG",
+			return say(why, wlen,
+				   "%s: extents on %s, which is no PV of the VG",
 				   sec->key, e->str);
 		if (pv->missing)
 			return say(why, wlen, "PV %s is %s", pv->key, pv->missing);
 		if (pe > pv->pe_count || len > pv->pe_count - pe)
-			return say(why, wlen, "%s: extents past the end of PV %s", sec->key,
-				   pv->key);
+			return say(why, wlen, "%s: extents past the end of PV %s",
+				   sec->key, pv->key);
 		off = pv->pe_start + pe * b->extent; /* inside the PV's checked end */
 		seg->area[i].dev = (unsigned)pv->dev;
 		seg->area[i].start = off;
 	}
 	if (i != seg->nstripes || e)
-		return say(why, wlen, "%s: %u stripes said, another number given", sec->key,
-			   seg->nstripes);
+		return say(why, wlen, "%s: %u stripes said, another number given",
+			   sec->key, seg->nstripes);
 	return 0;
 }
 
@@ -382,7 +393,8 @@ static int read_extents(const struct snapfs_lvmt_node *sec, uint64_t *start,
 }
 
 static int read_striped(const struct builder *b, const struct snapfs_lvmt_node *sec,
-			struct snapfs_glvm_seg *seg, uint64_t count, char *why, size_t wlen)
+			struct snapfs_glvm_seg *seg, uint64_t count, char *why,
+			size_t wlen)
 {
 	uint64_t n, ssize = 0, area;
 
@@ -400,7 +412,8 @@ static int read_striped(const struct builder *b, const struct snapfs_lvmt_node *
 			return say(why, wlen, "%s: stripe_size malformed", sec->key);
 		seg->stripe_size = ssize * SECTOR;
 		if (area * b->extent % seg->stripe_size)
-			return say(why, wlen, "%s: stripes not a whole number of stripe_size",
+			return say(why, wlen,
+				   "%s: stripes not a whole number of stripe_size",
 				   sec->key);
 	}
 	return read_stripes(b, sec, seg, area, why, wlen);
@@ -422,7 +435,8 @@ static int read_segments(const struct builder *b, const struct snapfs_lvmt_node 
 	int r;
 
 	if (get_int(sec, "segment_count", 1, SNAPFS_GLVM_SEGS_MAX, &nsegs))
-		return say(why, wlen, "segment_count malformed or over %u", SNAPFS_GLVM_SEGS_MAX);
+		return say(why, wlen, "segment_count malformed or over %u",
+			   SNAPFS_GLVM_SEGS_MAX);
 	lv->seg = calloc(nsegs, sizeof(*lv->seg));
 	if (!lv->seg)
 		return -ENOMEM;
@@ -432,7 +446,8 @@ static int read_segments(const struct builder *b, const struct snapfs_lvmt_node 
 		if (s->kind != SNAPFS_LVMT_SECTION)
 			continue;
 		if (strncmp(s->key, "segment", 7) || lv->nsegs == nsegs)
-			return say(why, wlen, "more sections than its %" PRIu64 " segments", nsegs);
+			return say(why, wlen,
+				   "more sections than its %" PRIu64 " segments", nsegs);
 		lv->nsegs++;
 		r = read_extents(s, &start, &count, &type, why, wlen);
 		if (r)
@@ -441,12 +456,14 @@ static int read_segments(const struct builder *b, const struct snapfs_lvmt_node 
 		seg->len = count * b->extent;
 		if (seg->start != end)
 			return say(why, wlen, "%s %s at %" PRIu64 " bytes", s->key,
-				   seg->start < end ? "overlaps another" : "leaves a gap", end);
+				   seg->start < end ? "overlaps another" : "leaves a gap",
+				   end);
 		if (__builtin_add_overflow(end, seg->len, &end) || end > INT64_MAX)
 			return say(why, wlen, "larger than 2^63 bytes");
 	}
 	if (lv->nsegs != nsegs)
-		return say(why, wlen, "%" PRIu64 " segments said, %zu given", nsegs, lv->nsegs);
+		return say(why, wlen, "%" PRIu64 " segments said, %zu given", nsegs,
+			   lv->nsegs);
 	lv->size = end;
 	s = sec->child;
 	for (size_t i = 0; i < lv->nsegs; i++, s = s->next) {
@@ -459,7 +476,8 @@ static int read_segments(const struct builder *b, const struct snapfs_lvmt_node 
 		}
 		r = read_striped(b, s, &lv->seg[i], count, why, wlen);
 		striped |= lv->seg[i].nstripes > 1;
-		snprintf(lv->segtype, sizeof(lv->segtype), striped ? "striped" : "linear");
+		snprintf(lv->segtype, sizeof(lv->segtype),
+			 striped ? "striped" : "linear");
 		if (r)
 			return r;
 	}
@@ -478,8 +496,9 @@ static void free_segs(struct snapfs_glvm_lv *lv)
 static int read_lv(const struct builder *b, const struct snapfs_lvmt_node *sec,
 		   struct snapfs_glvm_lv *lv)
 {
-	static const char *const status[] = { "READ", "WRITE", "WRITE_LOCKED", "VISIBLE",
-					      "FIXED_MINOR", "ACTIVATION_SKIP", NULL };
+	static const char *const status[] = { "READ",	 "WRITE",	"WRITE_LOCKED",
+					      "VISIBLE", "FIXED_MINOR", "ACTIVATION_SKIP",
+					      NULL };
 	const struct cow *snap = snapshot_of(b, sec->key);
 	uint64_t start, count;
 	const char *bad;
@@ -500,16 +519,15 @@ static int read_lv(const struct builder *b, const struct snapfs_lvmt_node *sec,
 			lv->size = count * b->extent;
 		r = say(lv->reason, sizeof(lv->reason),
 			"a snapshot of %s: its COW store is not served", snap->origin);
-	}
-	else
+	} else
 		r = read_segments(b, sec, lv);
 	if (r == -ENOMEM)
 		return r;
 	lv->served = !r;
 	if (r) {
 		free_segs(lv);
-		snapfs_warn("guest %s, VG %s, LV %s: not served: %s", b->guest, b->vg->name,
-			    lv->name, lv->reason);
+		snapfs_warn("guest %s, VG %s, LV %s: not served: %s", b->guest,
+			    b->vg->name, lv->name, lv->reason);
 	}
 	return 0;
 }
@@ -527,8 +545,10 @@ static int read_lvs(struct builder *b, const struct snapfs_lvmt_node *vgsec)
 		return say(reason, rlen, "logical_volumes malformed");
 	for (l = b->lvs->child; l; l = l->next)
 		if (l->kind != SNAPFS_LVMT_SECTION || ++n > SNAPFS_GLVM_LVS_MAX)
-			return say(reason, rlen, "logical_volumes: more than %u LVs, "
-				   "or a value among them", SNAPFS_GLVM_LVS_MAX);
+			return say(reason, rlen,
+				   "logical_volumes: more than %u LVs, "
+				   "or a value among them",
+				   SNAPFS_GLVM_LVS_MAX);
 	b->vg->lv = calloc(n ? n : 1, sizeof(*b->vg->lv));
 	if (!b->vg->lv || find_cows(b))
 		return -ENOMEM;
@@ -542,8 +562,10 @@ static int read_lvs(struct builder *b, const struct snapfs_lvmt_node *vgsec)
 		 * is not VISIBLE), not the snapshotN that ties it to its origin. */
 		if (segment_of(l, "snapshot") ||
 		    (!has_flag(l, "status", "VISIBLE") && !snapshot_of(b, l->key))) {
-			snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s, VG %s, LV %s: hidden, not "
-				     "listed", b->guest, b->vg->name, l->key);
+			snapfs_debug(SNAPFS_DBG_GUESTS,
+				     "guest %s, VG %s, LV %s: hidden, not "
+				     "listed",
+				     b->guest, b->vg->name, l->key);
 			continue;
 		}
 		b->vg->nlvs++;
@@ -575,8 +597,9 @@ void snapfs_glvm_vg_free(struct snapfs_glvm_vg *vg)
 int snapfs_glvm_vg_build(const char *guest, const struct snapfs_lvmt_node *vgsec,
 			 const struct snapfs_glvm_pvs *pvs, struct snapfs_glvm_vg *vg)
 {
-	static const char *const status[] = { "READ", "WRITE", "WRITE_LOCKED", "RESIZEABLE",
-					      "EXPORTED", "CLUSTERED", "SHARED", NULL };
+	static const char *const status[] = { "READ",	    "WRITE",	"WRITE_LOCKED",
+					      "RESIZEABLE", "EXPORTED", "CLUSTERED",
+					      "SHARED",	    NULL };
 	struct builder b = { guest, pvs, vg, 0, NULL, 0, NULL, NULL, 0 };
 	uint64_t sectors;
 	const char *bad;

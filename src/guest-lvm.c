@@ -16,8 +16,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,14 +67,14 @@ static int add_copies(const char *guest, const struct snapfs_glvm_dev *d, unsign
 				      sizeof(msg));
 		if (r == -ENOMEM)
 			return r;
-		if (!r && snapfs_glvm_vg_identify(cp->root, &cp->vgsec, &cp->seqno, cp->uuid,
-						  &why)) {
+		if (!r && snapfs_glvm_vg_identify(cp->root, &cp->vgsec, &cp->seqno,
+						  cp->uuid, &why)) {
 			snprintf(msg, sizeof(msg), "%s", why);
 			r = -EINVAL;
 		}
 		if (r) {
-			snapfs_warn("guest %s, disk %s: metadata copy %u refused: %s", guest,
-				    d->name, i + 1, msg);
+			snapfs_warn("guest %s, disk %s: metadata copy %u refused: %s",
+				    guest, d->name, i + 1, msg);
 			snapfs_lvmt_free(cp->root);
 			continue;
 		}
@@ -117,9 +117,11 @@ static int build_vg(const char *guest, const struct snapfs_glvm_pvs *pvs,
 	vg->seqno = c->seqno;
 	for (size_t i = 1; i < n && c[i].seqno == c->seqno; i++)
 		if (c[i].len != c->len || memcmp(c[i].text, c->text, c->len))
-			return refuse_vg(guest, vg, "conflicting copies with seqno %" PRIu64
-					 " (on %s and %s)", c->seqno,
-					 pvs->dev[c->dev].name, pvs->dev[c[i].dev].name);
+			return refuse_vg(guest, vg,
+					 "conflicting copies with seqno %" PRIu64
+					 " (on %s and %s)",
+					 c->seqno, pvs->dev[c->dev].name,
+					 pvs->dev[c[i].dev].name);
 	r = snapfs_glvm_vg_build(guest, c->vgsec, pvs, vg);
 	if (r == -EINVAL)
 		return refuse_vg(guest, vg, NULL);
@@ -133,7 +135,8 @@ static bool namesake(const struct copy *c, size_t n, size_t i)
 	for (size_t j = 0; j < n; j++) {
 		if (j && !strcmp(c[j].uuid, c[j - 1].uuid))
 			continue;
-		if (strcmp(c[j].uuid, c[i].uuid) && !strcmp(c[j].vgsec->key, c[i].vgsec->key))
+		if (strcmp(c[j].uuid, c[i].uuid) &&
+		    !strcmp(c[j].vgsec->key, c[i].vgsec->key))
 			return true;
 	}
 	return false;
@@ -158,7 +161,8 @@ static int build_vgs(const char *guest, const struct snapfs_glvm_pvs *pvs, struc
 			vg->name = strdup(c[i].vgsec->key);
 			memcpy(vg->uuid, c[i].uuid, sizeof(vg->uuid));
 			vg->seqno = c[i].seqno;
-			r = vg->name ? refuse_vg(guest, vg, "another VG has its name") : -ENOMEM;
+			r = vg->name ? refuse_vg(guest, vg, "another VG has its name")
+				     : -ENOMEM;
 		}
 		if (r)
 			return r;

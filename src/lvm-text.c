@@ -29,7 +29,8 @@ struct parser {
 	size_t whylen;
 };
 
-static int refuse(struct parser *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int refuse(struct parser *ps, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static int refuse(struct parser *ps, const char *fmt, ...)
 {
@@ -77,8 +78,8 @@ static void skip_space(struct parser *ps)
 
 static bool is_name_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '.' || c == '+' || c == '-';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '+' || c == '-';
 }
 
 static int new_node(struct parser *ps, enum snapfs_lvmt_kind kind,

@@ -43,26 +43,6 @@
 #define DEVICE_MAX (64ull << 20)
 #define MAP_STEPS 256
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "fuzz-guest-lvm: %s:%d: broken: %s\n", __FILE__, \
-				__LINE__, #cond);                                        \
-			abort();                                                         \
-		}                                                                        \
-	} while (0)
-
 /* ---- the devices ----------------------------------------------------------------- */
 
 struct chunk {
@@ -120,15 +100,10 @@ static int device_read(void *ctx, void *buf, size_t len, uint64_t off)
 	memset(buf, 0, len);
 	for (size_t i = 0; i < d->in->n; i++) {
 		const struct chunk *c = &d->in->chunk[i];
-		uint64_t from, to;
 
 		if (c->dev != d->index)
 			continue;
-		from = c->off > off ? c->off : off;
-		to = c->off + c->len < off + len ? c->off + c->len : off + len;
-		if (from < to)
-			memcpy((uint8_t *)buf + (from - off), c->bytes + (from - c->off),
-			       to - from);
+		fuzz_overlay(buf, off, len, c->off, c->bytes, c->len);
 	}
 	return 0;
 }
@@ -145,15 +120,8 @@ static int emit(struct packer *pk, uint64_t off, const uint8_t *bytes, size_t le
 {
 	if (off % UNIT || off / UNIT > UINT32_MAX || len > CHUNK_MAX)
 		return -E2BIG;
-	if (pk->len + CHUNK_HEADER + len > pk->cap) {
-		size_t cap = (pk->len + CHUNK_HEADER + len) * 2;
-		uint8_t *p = realloc(pk->out, cap);
-
-		if (!p)
-			return -ENOMEM;
-		pk->out = p;
-		pk->cap = cap;
-	}
+	if (fuzz_grow(&pk->out, &pk->cap, pk->len + CHUNK_HEADER + len))
+		return -ENOMEM;
 	pk->out[pk->len] = (uint8_t)pk->dev;
 	put_le32(pk->out + pk->len + 1, (uint32_t)(off / UNIT));
 	pk->out[pk->len + 5] = len & 0xff;
@@ -162,14 +130,6 @@ static int emit(struct packer *pk, uint64_t off, const uint8_t *bytes, size_t le
 		memcpy(pk->out + pk->len + CHUNK_HEADER, bytes, len);
 	pk->len += CHUNK_HEADER + len;
 	return 0;
-}
-
-static bool zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 int fuzz_pack(int fd, uint64_t size, unsigned dev, uint8_t **out, size_t *out_len)
@@ -191,7 +151,8 @@ int fuzz_pack(int fd, uint64_t size, unsigned dev, uint8_t **out, size_t *out_le
 			continue;
 		}
 		start = pos;
-		while (pos < size && pos - start + UNIT <= CHUNK_MAX && !zero(img + pos, UNIT))
+		while (pos < size && pos - start + UNIT <= CHUNK_MAX &&
+		       !zero(img + pos, UNIT))
 			pos += UNIT;
 		r = emit(&pk, start, img + start, pos - start);
 	}
@@ -251,20 +212,23 @@ static void dump(const struct snapfs_glvm *g)
 	for (size_t i = 0; i < g->nvgs; i++) {
 		const struct snapfs_glvm_vg *vg = &g->vg[i];
 
-		printf("VG %s %s seqno %" PRIu64 " extent %" PRIu64 " %s\n", vg->name, vg->uuid,
-		       vg->seqno, vg->extent_size, vg->served ? "served" : vg->reason);
+		printf("VG %s %s seqno %" PRIu64 " extent %" PRIu64 " %s\n", vg->name,
+		       vg->uuid, vg->seqno, vg->extent_size,
+		       vg->served ? "served" : vg->reason);
 		for (size_t j = 0; j < vg->nlvs; j++) {
 			const struct snapfs_glvm_lv *lv = &vg->lv[j];
 
-			printf("  LV %s %s %" PRIu64 " %s\n", lv->name, lv->segtype, lv->size,
-			       lv->served ? "served" : lv->reason);
+			printf("  LV %s %s %" PRIu64 " %s\n", lv->name, lv->segtype,
+			       lv->size, lv->served ? "served" : lv->reason);
 			for (size_t k = 0; k < lv->nsegs; k++) {
 				const struct snapfs_glvm_seg *s = &lv->seg[k];
 
-				printf("    at %" PRIu64 " len %" PRIu64 " stripe %" PRIu64 ":",
+				printf("    at %" PRIu64 " len %" PRIu64
+				       " stripe %" PRIu64 ":",
 				       s->start, s->len, s->stripe_size);
 				for (unsigned a = 0; a < s->nstripes; a++)
-					printf(" dev%u@%" PRIu64, s->area[a].dev, s->area[a].start);
+					printf(" dev%u@%" PRIu64, s->area[a].dev,
+					       s->area[a].start);
 				printf("\n");
 			}
 		}
@@ -284,7 +248,8 @@ static void run(const struct input *in)
 		if (!in->present[i])
 			continue;
 		ctx[n] = (struct device){ in, i, in->size[i] };
-		dev[n] = (struct snapfs_glvm_dev){ device_read, &ctx[n], in->size[i], names[i] };
+		dev[n] = (struct snapfs_glvm_dev){ device_read, &ctx[n], in->size[i],
+						   names[i] };
 		n++;
 	}
 	r = snapfs_glvm_scan("fuzz", dev, n, &g);
