@@ -28,8 +28,7 @@ struct copy {
 	unsigned dev;
 	const char *text;
 	size_t len;
-	struct snapfs_lvmt_node *root;
-	const struct snapfs_lvmt_node *vgsec;
+	char *vg; /* its VG's name */
 	char uuid[33];
 	uint64_t seqno;
 };
@@ -37,7 +36,7 @@ struct copy {
 static void free_copies(struct copy *c, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		snapfs_lvmt_free(c[i].root);
+		free(c[i].vg);
 	free(c);
 }
 
@@ -52,30 +51,49 @@ static int cmp_copy(const void *a, const void *b)
 	return x->seqno > y->seqno ? -1 : x->seqno < y->seqno;
 }
 
-/* Parse every text pv holds (of device dev) into c[*n...]. */
+/* Parse a text and find its VG: 0, -EINVAL with why, -ENOMEM.  The caller
+ * frees *root in any case. */
+static int parse(const char *text, size_t len, struct snapfs_lvmt_node **root,
+		 const struct snapfs_lvmt_node **vgsec, uint64_t *seqno, char uuid[33],
+		 char *why, size_t wlen)
+{
+	const char *what;
+	int r = snapfs_lvmt_parse(text, len, root, why, wlen);
+
+	if (r)
+		return r;
+	r = snapfs_glvm_vg_identify(*root, vgsec, seqno, uuid, &what);
+	if (r)
+		snprintf(why, wlen, "%s", what);
+	return r;
+}
+
+/* Parse every text pv holds (of device dev), for what it says of itself,
+ * into c[*n...].  The trees are not kept: a hostile guest's copies could
+ * be many, and only the newest of each VG is built (parsed again). */
 static int add_copies(const char *guest, const struct snapfs_glvm_dev *d, unsigned dev,
 		      const struct snapfs_glvm_pv *pv, struct copy *c, size_t *n)
 {
 	for (unsigned i = 0; i < pv->ntexts; i++) {
 		struct copy *cp = &c[*n];
-		const char *why = NULL;
+		struct snapfs_lvmt_node *root = NULL;
+		const struct snapfs_lvmt_node *vgsec;
 		char msg[192];
 		int r;
 
 		memset(cp, 0, sizeof(*cp));
-		r = snapfs_lvmt_parse(pv->text[i], pv->text_len[i], &cp->root, msg,
-				      sizeof(msg));
+		r = parse(pv->text[i], pv->text_len[i], &root, &vgsec, &cp->seqno,
+			  cp->uuid, msg, sizeof(msg));
+		if (!r) {
+			cp->vg = strdup(vgsec->key);
+			r = cp->vg ? 0 : -ENOMEM;
+		}
+		snapfs_lvmt_free(root);
 		if (r == -ENOMEM)
 			return r;
-		if (!r && snapfs_glvm_vg_identify(cp->root, &cp->vgsec, &cp->seqno,
-						  cp->uuid, &why)) {
-			snprintf(msg, sizeof(msg), "%s", why);
-			r = -EINVAL;
-		}
 		if (r) {
 			snapfs_warn("guest %s, disk %s: metadata copy %u refused: %s",
 				    guest, d->name, i + 1, msg);
-			snapfs_lvmt_free(cp->root);
 			continue;
 		}
 		cp->dev = dev;
@@ -108,9 +126,13 @@ static int refuse_vg(const char *guest, struct snapfs_glvm_vg *vg, const char *f
 static int build_vg(const char *guest, const struct snapfs_glvm_pvs *pvs,
 		    const struct copy *c, size_t n, struct snapfs_glvm_vg *vg)
 {
+	struct snapfs_lvmt_node *root = NULL;
+	const struct snapfs_lvmt_node *vgsec;
+	char uuid[33];
+	uint64_t seqno;
 	int r;
 
-	vg->name = strdup(c->vgsec->key);
+	vg->name = strdup(c->vg);
 	if (!vg->name)
 		return -ENOMEM;
 	memcpy(vg->uuid, c->uuid, sizeof(vg->uuid));
@@ -122,7 +144,12 @@ static int build_vg(const char *guest, const struct snapfs_glvm_pvs *pvs,
 					 " (on %s and %s)",
 					 c->seqno, pvs->dev[c->dev].name,
 					 pvs->dev[c[i].dev].name);
-	r = snapfs_glvm_vg_build(guest, c->vgsec, pvs, vg);
+	/* As parsed before: the same text says the same. */
+	r = parse(c->text, c->len, &root, &vgsec, &seqno, uuid, vg->reason,
+		  sizeof(vg->reason));
+	if (!r)
+		r = snapfs_glvm_vg_build(guest, vgsec, pvs, vg);
+	snapfs_lvmt_free(root);
 	if (r == -EINVAL)
 		return refuse_vg(guest, vg, NULL);
 	return r;
@@ -135,8 +162,7 @@ static bool namesake(const struct copy *c, size_t n, size_t i)
 	for (size_t j = 0; j < n; j++) {
 		if (j && !strcmp(c[j].uuid, c[j - 1].uuid))
 			continue;
-		if (strcmp(c[j].uuid, c[i].uuid) &&
-		    !strcmp(c[j].vgsec->key, c[i].vgsec->key))
+		if (strcmp(c[j].uuid, c[i].uuid) && !strcmp(c[j].vg, c[i].vg))
 			return true;
 	}
 	return false;
@@ -158,7 +184,7 @@ static int build_vgs(const char *guest, const struct snapfs_glvm_pvs *pvs, struc
 		if (!namesake(c, nc, i)) {
 			r = build_vg(guest, pvs, c + i, n, vg);
 		} else {
-			vg->name = strdup(c[i].vgsec->key);
+			vg->name = strdup(c[i].vg);
 			memcpy(vg->uuid, c[i].uuid, sizeof(vg->uuid));
 			vg->seqno = c[i].seqno;
 			r = vg->name ? refuse_vg(guest, vg, "another VG has its name")
@@ -187,10 +213,20 @@ int snapfs_glvm_scan(const char *guest, const struct snapfs_glvm_dev *dev, size_
 	c = calloc(2 * ndevs + 1, sizeof(*c));
 	if (!g || !pv || !c)
 		goto out;
-	for (size_t i = 0; i < ndevs; i++) {
+	for (size_t i = 0, total = 0; i < ndevs; i++) {
 		r = snapfs_glvm_pv_read(guest, &dev[i], &pv[i]);
 		if (r == -ENOMEM)
 			goto out;
+		for (unsigned t = 0; t < pv[i].ntexts; t++)
+			total += pv[i].text_len[t];
+		if (total > SNAPFS_GLVM_TEXTS_MAX) { /* the PV is one all the same */
+			snapfs_warn(
+				"guest %s, disk %s: metadata not read: over %u MiB of "
+				"metadata in all",
+				guest, dev[i].name, SNAPFS_GLVM_TEXTS_MAX >> 20);
+			while (pv[i].ntexts)
+				free(pv[i].text[--pv[i].ntexts]);
+		}
 		r = add_copies(guest, &dev[i], (unsigned)i, &pv[i], c, &nc);
 		if (r)
 			goto out;

@@ -936,6 +936,7 @@ struct snapfs_glvm_dev {
 };
 
 #define SNAPFS_GLVM_DEVS_MAX 256          /* devices scanned */
+#define SNAPFS_GLVM_TEXTS_MAX (32u << 20) /* bytes of metadata text read in all */
 #define SNAPFS_GLVM_PVS_MAX 256           /* PVs of one VG */
 #define SNAPFS_GLVM_LVS_MAX 4096          /* LVs of one VG */
 #define SNAPFS_GLVM_SEGS_MAX 1024         /* segments of one LV */
