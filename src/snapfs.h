@@ -917,4 +917,165 @@ int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *o
 /* Close every connection; no read may be running.  NULL is ignored. */
 void snapfs_nbd_close(struct snapfs_nbd *n);
 
+/* ---- lvm-text.c: LVM2's metadata text, parsed with caps ------------------- */
+
+#define SNAPFS_LVMT_TEXT_MAX (1u << 20)   /* bytes of text */
+#define SNAPFS_LVMT_DEPTH_MAX 16          /* sections inside sections */
+#define SNAPFS_LVMT_NAME_MAX 128          /* bytes of a key (LVM's NAME_LEN) */
+#define SNAPFS_LVMT_STRING_MAX 16384      /* bytes of a string value */
+#define SNAPFS_LVMT_NODES_MAX 262144      /* values and sections in all */
+
+enum snapfs_lvmt_kind {
+	SNAPFS_LVMT_SECTION,              /* name { ... }: child, its entries */
+	SNAPFS_LVMT_ARRAY,                /* name = [ ... ]: child, its elements */
+	SNAPFS_LVMT_STRING,               /* str */
+	SNAPFS_LVMT_INT,                  /* num, 0 to INT64_MAX */
+};
+
+struct snapfs_lvmt_node {
+	enum snapfs_lvmt_kind kind;
+	char *key;                        /* NULL for array elements and the root */
+	char *str;
+	int64_t num;
+	struct snapfs_lvmt_node *child;   /* in the order of the text */
+	struct snapfs_lvmt_node *next;
+};
+
+/* Parse len bytes of metadata text (a NUL ends it early; only NULs may
+ * follow) into *root, a section holding the top-level entries.  0; -EINVAL
+ * with why (line and cause) for text that is malformed or past a cap;
+ * -ENOMEM.  The caller frees *root with snapfs_lvmt_free. */
+int snapfs_lvmt_parse(const char *text, size_t len, struct snapfs_lvmt_node **root,
+		      char *why, size_t whylen);
+void snapfs_lvmt_free(struct snapfs_lvmt_node *n);
+/* The entry key of section, of the given kind: 0, -ENOENT when absent,
+ * -EINVAL when there twice or of another kind. */
+int snapfs_lvmt_find(const struct snapfs_lvmt_node *section, const char *key,
+		     enum snapfs_lvmt_kind kind, const struct snapfs_lvmt_node **out);
+
+/* ---- guest-lvm.c: a guest's own LVM2 volumes, read from its disks ---------
+ *
+ * The guest's PVs (partitions or whole disks libblkid calls LVM2_member)
+ * are read from a snapshot: labels, metadata areas and metadata text, all
+ * guest-controlled and checked before use.  Each visible LV of each VG is
+ * listed, with the extents that make it up mapped onto those devices;
+ * what is not plain linear or striped data is listed but not served. */
+
+/* A device that may be a PV of the guest. */
+struct snapfs_glvm_dev {
+	/* Read all len bytes at off: 0 or -errno. */
+	int (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+	void *ctx;
+	uint64_t size;                    /* bytes: nothing past it is read */
+	const char *name;                 /* "vda2", for log lines (copied) */
+};
+
+#define SNAPFS_GLVM_DEVS_MAX 256          /* devices scanned */
+#define SNAPFS_GLVM_TEXTS_MAX (32u << 20) /* bytes of metadata text read in all */
+#define SNAPFS_GLVM_PVS_MAX 256           /* PVs of one VG */
+#define SNAPFS_GLVM_LVS_MAX 4096          /* LVs of one VG */
+#define SNAPFS_GLVM_SEGS_MAX 1024         /* segments of one LV */
+#define SNAPFS_GLVM_STRIPES_MAX 128       /* stripes of one segment (LVM's) */
+
+/* A run of an LV: len bytes from start, in stripes of stripe_size bytes
+ * (0 when nstripes is 1) over nstripes areas, each of len / nstripes bytes
+ * at start on device dev. */
+struct snapfs_glvm_area {
+	unsigned dev;                     /* index into the devices scanned */
+	uint64_t start;                   /* bytes from the device's start */
+};
+
+struct snapfs_glvm_seg {
+	uint64_t start, len;              /* bytes of the LV */
+	uint64_t stripe_size;
+	unsigned nstripes;
+	struct snapfs_glvm_area *area;
+};
+
+struct snapfs_glvm_lv {
+	char *name;
+	const char *vg;                   /* its VG's name */
+	char segtype[32];                 /* "linear", "striped", or the first
+					   * other type ("thin", "raid1") */
+	uint64_t size;                    /* bytes */
+	bool served;
+	char reason[160];                 /* why not, "" when served */
+	struct snapfs_glvm_seg *seg;      /* sorted, contiguous from 0 */
+	size_t nsegs;
+};
+
+struct snapfs_glvm_vg {
+	char *name;
+	char uuid[33];                    /* without dashes */
+	uint64_t seqno;                   /* of the copy read */
+	uint64_t extent_size;             /* bytes */
+	bool served;
+	char reason[160];                 /* why not, "" when served; no LVs then */
+	struct snapfs_glvm_lv *lv;        /* the visible LVs, in the text's order */
+	size_t nlvs;
+};
+
+struct snapfs_glvm {
+	struct snapfs_glvm_vg *vg;
+	size_t nvgs;
+};
+
+/* Read the guest's LVM2 volumes from ndevs devices (the PVs, and maybe
+ * others: those with no LVM2 label are skipped with a warning).  Each
+ * refusal (a device, a metadata copy, a VG, an LV) logs one line naming
+ * guest and what.  0 with *out (maybe with no VG), -EINVAL for more than
+ * SNAPFS_GLVM_DEVS_MAX devices, -ENOMEM.  A device's read error makes
+ * that device count as no PV. */
+int snapfs_glvm_scan(const char *guest, const struct snapfs_glvm_dev *dev, size_t ndevs,
+		     struct snapfs_glvm **out);
+void snapfs_glvm_free(struct snapfs_glvm *g);
+/* For a read of a served lv at off: the device (*dev) and the byte there
+ * (*dev_off) that hold it, and how many bytes from there (*len, > 0) go on
+ * being the LV's next bytes.  0, -ENXIO at or past the LV's size,
+ * -EOPNOTSUPP for an LV not served. */
+int snapfs_glvm_map(const struct snapfs_glvm_lv *lv, uint64_t off, unsigned *dev,
+		    uint64_t *dev_off, uint64_t *len);
+
+/* ---- guest-lvm-label.c: a guest PV's label and metadata areas ------------- */
+
+/* What a device's LVM2 label says, and the metadata texts its areas hold
+ * (checksums checked, each NUL-terminated). */
+struct snapfs_glvm_pv {
+	char uuid[33];
+	uint64_t dev_size;                /* bytes, as the PV header says */
+	char *text[2];
+	size_t text_len[2];
+	unsigned ntexts;
+};
+
+/* Read d's label, PV header and metadata areas into pv.  0 (an area that is
+ * not sound is logged and left out); -EINVAL when d is no PV (logged);
+ * -ENOMEM.  Free pv with snapfs_glvm_pv_free in any case. */
+int snapfs_glvm_pv_read(const char *guest, const struct snapfs_glvm_dev *d,
+			struct snapfs_glvm_pv *pv);
+void snapfs_glvm_pv_free(struct snapfs_glvm_pv *pv);
+/* Are the len bytes at s an LVM ID (32 of [0-9a-zA-Z!#])? */
+bool snapfs_glvm_uuid_ok(const char *s, size_t len);
+
+/* ---- guest-lvm-vg.c: one VG, from its metadata ----------------------------- */
+
+/* Where the PVs are: the device of each PV UUID among the scanned ones. */
+struct snapfs_glvm_pvs {
+	const struct snapfs_glvm_dev *dev;
+	const struct snapfs_glvm_pv *pv;  /* ndevs, uuid "" for no PV */
+	size_t ndevs;
+};
+
+/* What a metadata copy says of itself: its VG's section, name, UUID and
+ * seqno.  0, or -EINVAL with why. */
+int snapfs_glvm_vg_identify(const struct snapfs_lvmt_node *root,
+			    const struct snapfs_lvmt_node **vgsec, uint64_t *seqno,
+			    char uuid[33], const char **why);
+/* Fill vg (name, uuid, seqno already set) from its section: PVs, LVs,
+ * segments, every extent checked; each LV not served is logged.  0, or
+ * -EINVAL with vg->reason (the caller logs it), or -ENOMEM. */
+int snapfs_glvm_vg_build(const char *guest, const struct snapfs_lvmt_node *vgsec,
+			 const struct snapfs_glvm_pvs *pvs, struct snapfs_glvm_vg *vg);
+void snapfs_glvm_vg_free(struct snapfs_glvm_vg *vg);
+
 #endif

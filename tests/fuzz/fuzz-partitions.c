@@ -35,23 +35,13 @@
 #include <unistd.h>
 
 #include "fuzz-partitions.h"
+#include "fuzz.h"
 #include "snapfs.h"
 
 #define UNIT 512u
 #define FROM_END 0x80000000u
 #define CHUNK_HEADER 6
 #define CHUNK_MAX 0xffffu
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
 
 /* ---- inputs ---------------------------------------------------------------- */
 
@@ -141,29 +131,14 @@ static int emit(struct packer *pk, uint64_t off, const uint8_t *bytes, size_t le
 
 	if (off % UNIT || units >= FROM_END || len > CHUNK_MAX)
 		return -E2BIG;
-	if (pk->len + CHUNK_HEADER + len > pk->cap) {
-		size_t cap = (pk->len + CHUNK_HEADER + len) * 2;
-		uint8_t *p = realloc(pk->out, cap);
-
-		if (!p)
-			return -ENOMEM;
-		pk->out = p;
-		pk->cap = cap;
-	}
+	if (fuzz_grow(&pk->out, &pk->cap, pk->len + CHUNK_HEADER + len))
+		return -ENOMEM;
 	put_le32(pk->out + pk->len, (uint32_t)units | (from_end ? FROM_END : 0));
 	pk->out[pk->len + 4] = len & 0xff;
 	pk->out[pk->len + 5] = len >> 8;
 	memcpy(pk->out + pk->len + CHUNK_HEADER, bytes, len);
 	pk->len += CHUNK_HEADER + len;
 	return 0;
-}
-
-static bool zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 /* Chunks for [off, off + len) of the image, read into buf: one per run of
@@ -276,15 +251,6 @@ fail:
 	perror("fuzz-partitions: memfd");
 	abort();
 }
-
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "fuzz-partitions: %s:%d: broken: %s\n",          \
-				__FILE__, __LINE__, #cond);                              \
-			abort();                                                         \
-		}                                                                        \
-	} while (0)
 
 static bool terminated(const char *s, size_t size)
 {

@@ -44,26 +44,6 @@
 #define TAIL_RANGE (64u << 10)
 #define EXTENT_CALLS 128
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "fuzz-qcow2: %s:%d: broken: %s\n", __FILE__,     \
-				__LINE__, #cond);                                        \
-			abort();                                                         \
-		}                                                                        \
-	} while (0)
-
 /* ---- the device ------------------------------------------------------------------ */
 
 struct chunk {
@@ -122,13 +102,8 @@ static int device_pread(void *opaque, void *buf, size_t len, uint64_t off)
 	memset(buf, 0, len);
 	for (size_t i = 0; i < d->n; i++) {
 		const struct chunk *c = &d->chunk[i];
-		uint64_t from, to;
 
-		from = c->off > off ? c->off : off;
-		to = c->off + c->len < off + len ? c->off + c->len : off + len;
-		if (from < to)
-			memcpy((uint8_t *)buf + (from - off), c->bytes + (from - c->off),
-			       to - from);
+		fuzz_overlay(buf, off, len, c->off, c->bytes, c->len);
 	}
 	return 0;
 }
@@ -144,29 +119,14 @@ static int emit(struct packer *pk, uint64_t off, const uint8_t *bytes, size_t le
 {
 	if (off % UNIT || off / UNIT > UINT32_MAX || len > CHUNK_MAX)
 		return -E2BIG;
-	if (pk->len + CHUNK_HEADER + len > pk->cap) {
-		size_t cap = (pk->len + CHUNK_HEADER + len) * 2;
-		uint8_t *p = realloc(pk->out, cap);
-
-		if (!p)
-			return -ENOMEM;
-		pk->out = p;
-		pk->cap = cap;
-	}
+	if (fuzz_grow(&pk->out, &pk->cap, pk->len + CHUNK_HEADER + len))
+		return -ENOMEM;
 	put_le32(pk->out + pk->len, (uint32_t)(off / UNIT));
 	pk->out[pk->len + 4] = len & 0xff;
 	pk->out[pk->len + 5] = len >> 8;
 	memcpy(pk->out + pk->len + CHUNK_HEADER, bytes, len);
 	pk->len += CHUNK_HEADER + len;
 	return 0;
-}
-
-static bool zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 /* One chunk per run of sectors in use, without its trailing zeros. */

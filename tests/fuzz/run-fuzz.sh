@@ -1,18 +1,21 @@
 #!/bin/bash
 # Build the fuzz targets with sanitizers and fuzz them for a bounded time:
-# fuzz-partitions (fuzz-partitions.c with src/partitions.c) and fuzz-qcow2
-# (fuzz-qcow2.c with src/qcow2.c).
+# fuzz-partitions (fuzz-partitions.c with src/partitions.c), fuzz-qcow2
+# (fuzz-qcow2.c with src/qcow2.c) and fuzz-guest-lvm (fuzz-guest-lvm.c with
+# src/guest-lvm*.c and src/lvm-text.c).  They are built with
+# FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION defined, which makes the guest LVM
+# reader take a bad checksum as good, so that mutated metadata gets past it.
 #
 #	tests/fuzz/run-fuzz.sh [BUILD_DIR]     (make fuzz runs it)
 #
 # BUILD_DIR is a configured build tree (its config.h; default: the current
 # directory).  Each fuzzer, the corpus it grows (seeded from its corpus in
-# the source tree, tests/fuzz/corpus/ or tests/fuzz/corpus-qcow2/, which it
+# the source tree, tests/fuzz/corpus/, corpus-qcow2/ or corpus-guest-lvm/, which it
 # never writes) and what it finds go to BUILD_DIR/tests/fuzz/out/.
 #
 # Environment:
-#   FUZZ_TARGET   partitions, qcow2 or all (the default: both, one after
-#                 the other, FUZZ_SECONDS split between them)
+#   FUZZ_TARGET   partitions, qcow2, guest-lvm or all (the default: each,
+#                 one after the other, FUZZ_SECONDS split between them)
 #   FUZZ_SECONDS  how long to fuzz in all (60)
 #   FUZZ_ENGINE   libfuzzer (clang's -fsanitize=fuzzer, the default) or afl
 #                 (AFL++: afl-clang-fast and afl-fuzz)
@@ -44,9 +47,9 @@ for n in seconds jobs timeout; do
 	case ${!n} in '' | *[!0-9]*) say "FUZZ_${n^^} must be a number"; exit 2 ;; esac
 done
 case $target in
-partitions | qcow2) targets=("$target") ;;
-all) targets=(partitions qcow2) ;;
-*) say "FUZZ_TARGET must be partitions, qcow2 or all, not $target"; exit 2 ;;
+partitions | qcow2 | guest-lvm) targets=("$target") ;;
+all) targets=(partitions qcow2 guest-lvm) ;;
+*) say "FUZZ_TARGET must be partitions, qcow2, guest-lvm or all, not $target"; exit 2 ;;
 esac
 case $engine in
 libfuzzer | afl) ;;
@@ -72,6 +75,13 @@ describe() { # TARGET
 		pkgs=(zlib libzstd)
 		seeds=$src/tests/fuzz/corpus-qcow2
 		;;
+	guest-lvm)
+		sources=("$src/tests/fuzz/fuzz-guest-lvm.c" "$src/tests/fuzz/fuzz-log.c"
+			"$src/src/guest-lvm.c" "$src/src/guest-lvm-label.c"
+			"$src/src/guest-lvm-vg.c" "$src/src/lvm-text.c" "$src/src/util.c")
+		pkgs=()
+		seeds=$src/tests/fuzz/corpus-guest-lvm
+		;;
 	esac
 	dict=$src/tests/fuzz/$1.dict
 }
@@ -91,10 +101,13 @@ fi
 
 build_target() { # TARGET BINARY
 	local cflags libs flags
-	read -ra cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
-	read -ra libs <<<"$(pkg-config --libs "${pkgs[@]}")"
-	flags=(-g -O1 -fno-omit-frame-pointer -I"$build" -I"$src/src" -I"$src/tests/fuzz"
-		"${cflags[@]}")
+	cflags=() libs=()
+	if [ ${#pkgs[@]} -gt 0 ]; then
+		read -ra cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
+		read -ra libs <<<"$(pkg-config --libs "${pkgs[@]}")"
+	fi
+	flags=(-g -O1 -fno-omit-frame-pointer -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+		-I"$build" -I"$src/src" -I"$src/tests/fuzz" "${cflags[@]}")
 	if [ "$engine" = libfuzzer ]; then
 		"$cc" "${flags[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 			"${sources[@]}" "${libs[@]}" -o "$2"
