@@ -70,7 +70,10 @@ int snapfs_dir_open(const char *path, struct snapfs_file **out)
 
 	if (rc < 0)
 		return rc;
-	rc = n.kind == NODE_ROOT || n.kind == NODE_GUEST ? 0 : -ENOTDIR;
+	rc = n.kind == NODE_ROOT || n.kind == NODE_GUEST || n.kind == NODE_LVM ||
+			     n.kind == NODE_VG
+		     ? 0
+		     : -ENOTDIR;
 	snapfs_node_put(&n);
 	if (rc < 0)
 		return rc;
@@ -139,6 +142,36 @@ fail:
 	return rc;
 }
 
+/* A guest LV: from the set's own reading of the guest's VGs, which must
+ * still hold it. */
+static int open_lv(const struct snapfs_node *n, struct snapfs_file *f)
+{
+	const struct snapfs_glvm_lv *lv;
+	int rc = snapfs_snapset_acquire(n->guest, &f->set);
+
+	if (rc < 0)
+		return rc;
+	lv = snapfs_glvs_lv(snapfs_snapset_glvs(f->set), n->vg_name, n->lv_name, NULL);
+	if (!lv) {
+		snapfs_warn("guest %s: LV %s/%s is not in the snapshot set held now (said above, "
+			    "or made since)",
+			    n->guest->dir, n->vg_name, n->lv_name);
+		snapfs_snapset_release(f->set);
+		f->set = NULL;
+		return -ENOENT;
+	}
+	f->lv_img = (struct snapfs_image){ .kind = SNAPFS_IMAGE_GUEST_LV,
+					   .glvs = snapfs_snapset_glvs(f->set), .glv = lv,
+					   .size = lv->size, .allocated = SNAPFS_ALL_DATA };
+	f->img = &f->lv_img;
+	f->whole_set = true;
+	f->disk = snapfs_snapset_disk(f->set, n->disk->file);
+	f->stamp = snapfs_snapset_stamp(f->set);
+	f->size = lv->size;
+	f->allocated = SNAPFS_ALL_DATA;
+	return 0;
+}
+
 /* Does the guest of n hold a set now? */
 static bool guest_held(const struct snapfs_node *n)
 {
@@ -187,7 +220,8 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 	rc = snapfs_node_lookup(path, &n);
 	if (rc < 0)
 		return rc;
-	if ((n.kind == NODE_DISK || n.kind == NODE_PART) && !guest_held(&n)) {
+	if ((n.kind == NODE_DISK || n.kind == NODE_PART || n.kind == NODE_LV) &&
+	    !guest_held(&n)) {
 		rc = resolve_again(&n);
 		if (rc < 0)
 			goto out;
@@ -201,7 +235,12 @@ int snapfs_file_open(const char *path, int flags, struct snapfs_file **out)
 	switch (n.kind) {
 	case NODE_ROOT:
 	case NODE_GUEST:
+	case NODE_LVM:
+	case NODE_VG:
 		rc = -EISDIR;
+		break;
+	case NODE_LV:
+		rc = open_lv(&n, f);
 		break;
 	case NODE_XML:
 		f->data = strdup(n.guest->xml);
@@ -249,7 +288,11 @@ static void read_error(struct snapfs_file *f, uint64_t off, int err)
 		return;
 	if (__atomic_exchange_n(&f->read_error_logged, true, __ATOMIC_RELAXED))
 		return;
-	if (f->img->kind == SNAPFS_IMAGE_QCOW2)
+	if (f->img->kind == SNAPFS_IMAGE_GUEST_LV)
+		snapfs_error("guest %s: read of LV %s/%s at byte %llu failed: %s",
+			     f->disk ? f->disk->guest : "?", f->img->glv->vg, f->img->glv->name,
+			     (unsigned long long)off, strerror(err));
+	else if (f->img->kind == SNAPFS_IMAGE_QCOW2)
 		snapfs_error("guest %s disk %s: read of the decoded qcow2 disk at byte %llu "
 			     "failed: %s",
 			     f->disk->guest, f->disk->file, (unsigned long long)off,
@@ -293,7 +336,8 @@ int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 		size = (size_t)(f->size - (uint64_t)off);
 	rc = snapfs_image_read(f->img, buf, size, f->start + (uint64_t)off);
 	/* An invalidated snapshot fails its reads: say that, once. */
-	if (snapfs_snapset_check(f->set, f->disk) < 0)
+	if ((f->whole_set ? snapfs_snapset_check_all(f->set)
+			  : snapfs_snapset_check(f->set, f->disk)) < 0)
 		return -EIO;
 	if (rc < 0) {
 		read_error(f, (uint64_t)off, -rc);
@@ -320,7 +364,8 @@ int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out)
 	rc = snapfs_image_seek(f->img, f->start + (uint64_t)off, f->start + f->size, whence,
 			       &at);
 	/* A clone dropped meanwhile has no holes left to trust. */
-	if (snapfs_snapset_check(f->set, f->disk) < 0)
+	if ((f->whole_set ? snapfs_snapset_check_all(f->set)
+			  : snapfs_snapset_check(f->set, f->disk)) < 0)
 		return -EIO;
 	if (rc < 0) {
 		read_error(f, (uint64_t)off, -rc);

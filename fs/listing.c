@@ -1,6 +1,6 @@
-/* Directory listings: the guests, or one guest's files, each with what
- * stat shows of it, as the guest list has them now.  A listing never
- * creates a snapshot. */
+/* Directory listings: the guests, one guest's files, or its own VGs and
+ * LVs, each with what stat shows of it, as the guest list has them now.  A
+ * listing never creates a snapshot. */
 #include "config.h"
 
 #include <errno.h>
@@ -66,6 +66,44 @@ static int list_guest(struct snapfs_node *dir, struct snapfs_dir_list *l)
 		}
 		snapfs_partitions_free(&parts);
 	}
+	if (rc == 0 && snapfs_node_has_lvs(g)) {
+		n.kind = NODE_LVM;
+		n.disk = &g->disk[0];
+		rc = add(l, SNAPFS_LVM_DIR, &n);
+	}
+	return rc;
+}
+
+/* /GUEST/lvm: the guest's VGs; /GUEST/lvm/VG: its served LVs. */
+static int list_lvm(struct snapfs_node *dir, struct snapfs_dir_list *l)
+{
+	const struct snapfs_glvm *glvm = dir->guest->glvs->glvm;
+	struct snapfs_node n = *dir;
+	char name[SNAPFS_NAME_MAX + 1];
+	int rc = 0;
+
+	for (size_t v = 0; v < glvm->nvgs && rc == 0; v++) {
+		const struct snapfs_glvm_vg *vg = &glvm->vg[v];
+
+		if (!vg->served)
+			continue;
+		if (dir->kind == NODE_LVM) {
+			n.kind = NODE_VG;
+			snapfs_name_escape(vg->name, name);
+			rc = add(l, name, &n);
+			continue;
+		}
+		if (vg != dir->vg)
+			continue;
+		for (size_t i = 0; i < vg->nlvs && rc == 0; i++) {
+			if (!vg->lv[i].served)
+				continue;
+			n.kind = NODE_LV;
+			n.lv = &vg->lv[i];
+			snapfs_name_escape(n.lv->name, name);
+			rc = add(l, name, &n);
+		}
+	}
 	return rc;
 }
 
@@ -77,7 +115,8 @@ int snapfs_dir_list(const char *path, struct snapfs_dir_list *l)
 	snapfs_dir_list_free(l);
 	if (rc < 0)
 		return rc;
-	if (dir.kind != NODE_ROOT && dir.kind != NODE_GUEST) {
+	if (dir.kind != NODE_ROOT && dir.kind != NODE_GUEST && dir.kind != NODE_LVM &&
+	    dir.kind != NODE_VG) {
 		snapfs_node_put(&dir);
 		return -ENOTDIR;
 	}
@@ -86,6 +125,8 @@ int snapfs_dir_list(const char *path, struct snapfs_dir_list *l)
 		rc = add(l, "..", NULL);
 	if (rc == 0 && dir.kind == NODE_GUEST) {
 		rc = list_guest(&dir, l);
+	} else if (rc == 0 && (dir.kind == NODE_LVM || dir.kind == NODE_VG)) {
+		rc = list_lvm(&dir, l);
 	} else if (rc == 0) {
 		struct snapfs_node n = dir;
 

@@ -75,8 +75,8 @@ int snapfs_fs_owner_lock(const char *owner, const char *mountpoint, unsigned wai
 
 /* ---- inodes.c ---------------------------------------------------------- */
 
-/* "/GUEST/FILE" and its NUL. */
-#define SNAPFS_PATH_MAX (2 * SNAPFS_NAME_MAX + 3)
+/* "/GUEST/lvm/VG/LV" and its NUL. */
+#define SNAPFS_PATH_MAX (4 * (SNAPFS_NAME_MAX + 1) + 1)
 
 /* The inode number of path, with one more lookup counted by the kernel:
  * the same number for the same path until the kernel forgets it.  0,
@@ -99,7 +99,21 @@ int snapfs_path_join(const char *dir, const char *name, char path[SNAPFS_PATH_MA
 
 /* ---- tree.c ------------------------------------------------------------ */
 
-enum snapfs_node_kind { NODE_ROOT, NODE_GUEST, NODE_XML, NODE_DISK, NODE_PART, NODE_STATUS };
+enum snapfs_node_kind {
+	NODE_ROOT,
+	NODE_GUEST,
+	NODE_XML,
+	NODE_DISK,
+	NODE_PART,
+	NODE_STATUS,
+	NODE_LVM,     /* /GUEST/lvm: the guest's own VGs */
+	NODE_VG,      /* /GUEST/lvm/VG */
+	NODE_LV,      /* /GUEST/lvm/VG/LV: a guest LV */
+};
+
+/* The directory of a guest's own VGs: no disk or partition file can have
+ * this name (theirs end in .raw or .qcow2). */
+#define SNAPFS_LVM_DIR "lvm"
 
 /* The status view: in the root, never listed, so rsync -a never copies it;
  * no guest directory can have this name (a leading '.' is escaped). */
@@ -114,11 +128,19 @@ struct snapfs_node {
 	const struct snapfs_disk *disk;
 	bool container;                     /* NODE_DISK: a qcow2 disk's container */
 	struct snapfs_partition part;       /* NODE_PART */
+	/* NODE_VG, NODE_LV: as the listing saw them (disk: the guest's first,
+	 * whose set the LV's file takes); their names as shown. */
+	const struct snapfs_glvm_vg *vg;
+	const struct snapfs_glvm_lv *lv;
+	const struct snapfs_partition *lv_id; /* what the LV holds */
+	char vg_name[SNAPFS_NAME_MAX + 1], lv_name[SNAPFS_NAME_MAX + 1];
 };
 /* The partno of n for snapfs_snapset_held: 0, a partition's, or
  * SNAPFS_CONTAINER. */
 unsigned snapfs_node_partno(const struct snapfs_node *n);
 
+/* Does guest g show the lvm directory (a VG of its own is served)? */
+bool snapfs_node_has_lvs(const struct snapfs_guest *g);
 /* Resolve a path of the mount; 0 or -ENOENT.  Drop with snapfs_node_put. */
 int snapfs_node_lookup(const char *path, struct snapfs_node *n);
 void snapfs_node_put(struct snapfs_node *n);
@@ -168,11 +190,13 @@ struct snapfs_file {
 	struct snapfs_snapset *set; /* disks and partitions: the held set */
 	const struct snapfs_snapdisk *disk;
 	const struct snapfs_image *img; /* what it reads: disk's view or container */
+	struct snapfs_image lv_img; /* a guest LV's, img points here */
 	uint64_t start, size;       /* the file's bytes in img */
 	uint64_t allocated;         /* of them, what holds data (SNAPFS_ALL_DATA) */
 	struct timespec stamp;
 	char *data;                 /* domain.xml, the status view; a directory's path */
 	bool direct_io;             /* no page cache: the status view */
+	bool whole_set;             /* a guest LV: every disk of the set is checked */
 	bool read_error_logged;
 	bool dir;
 	pthread_mutex_t list_lock;  /* directories: guards list */

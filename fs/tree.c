@@ -4,6 +4,9 @@
  *   /GUEST/domain.xml    NODE_XML (libvirt sources only)
  *   /GUEST/vda.raw       NODE_DISK
  *   /GUEST/vda1.raw      NODE_PART
+ *   /GUEST/lvm           NODE_LVM, when the guest has VGs of its own
+ *   /GUEST/lvm/VG        NODE_VG
+ *   /GUEST/lvm/VG/LV     NODE_LV
  *   /.snapfs-status      NODE_STATUS (not listed)
  */
 #include "config.h"
@@ -61,6 +64,57 @@ static int find_file(struct snapfs_node *n, const char *file)
 	return -ENOENT;
 }
 
+/* Copy the next component of *path (after its '/') into out; 0, or
+ * -ENOENT for none or one too long. */
+static int component(const char **path, char out[SNAPFS_NAME_MAX + 1])
+{
+	const char *p = *path, *end;
+	size_t len;
+
+	if (*p != '/')
+		return -ENOENT;
+	p++;
+	end = strchr(p, '/');
+	len = end ? (size_t)(end - p) : strlen(p);
+	if (!len || len > SNAPFS_NAME_MAX)
+		return -ENOENT;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	*path = p + len;
+	return 0;
+}
+
+bool snapfs_node_has_lvs(const struct snapfs_guest *g)
+{
+	for (size_t v = 0; g->glvs && v < g->glvs->glvm->nvgs; v++)
+		if (g->glvs->glvm->vg[v].served)
+			return true;
+	return false;
+}
+
+/* rest: what follows /GUEST/lvm ("", "/VG" or "/VG/LV"). */
+static int find_lv(struct snapfs_node *n, const char *rest)
+{
+	const struct snapfs_guest *g = n->guest;
+
+	if (!snapfs_node_has_lvs(g) || !g->ndisks)
+		return -ENOENT;
+	n->disk = &g->disk[0];
+	n->kind = NODE_LVM;
+	if (!*rest)
+		return 0;
+	if (component(&rest, n->vg_name) < 0 || !(n->vg = snapfs_glvs_vg(g->glvs, n->vg_name)))
+		return -ENOENT;
+	n->kind = NODE_VG;
+	if (!*rest)
+		return 0;
+	if (component(&rest, n->lv_name) < 0 || *rest ||
+	    !(n->lv = snapfs_glvs_lv(g->glvs, n->vg_name, n->lv_name, &n->lv_id)))
+		return -ENOENT;
+	n->kind = NODE_LV;
+	return 0;
+}
+
 int snapfs_node_lookup(const char *path, struct snapfs_node *n)
 {
 	char dir[SNAPFS_NAME_MAX + 1];
@@ -97,6 +151,12 @@ int snapfs_node_lookup(const char *path, struct snapfs_node *n)
 		return 0;
 	}
 	path = slash + 1;
+	if (!strncmp(path, SNAPFS_LVM_DIR, strlen(SNAPFS_LVM_DIR)) &&
+	    (path[strlen(SNAPFS_LVM_DIR)] == '\0' || path[strlen(SNAPFS_LVM_DIR)] == '/')) {
+		if (find_lv(n, path + strlen(SNAPFS_LVM_DIR)) == 0)
+			return 0;
+		goto noent;
+	}
 	if (strchr(path, '/'))
 		goto noent;
 	if (!strcmp(path, "domain.xml") && n->guest->xml) {
@@ -174,6 +234,17 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 		snapfs_stat_open_file(n->disk->size, n->disk->allocated, stamp, st);
 }
 
+/* A guest LV: its size as listed, at the time its guest's files show. */
+static void lv_attr(const struct snapfs_node *n, struct stat *st)
+{
+	struct snapfs_held held;
+	struct timespec stamp = snapfs_snapset_epoch(n->guest->dir);
+
+	if (snapfs_snapset_held(n->guest->dir, n->disk->file, SNAPFS_CONTAINER, &held) == 0)
+		stamp = held.stamp;
+	snapfs_stat_open_file(n->lv->size, SNAPFS_ALL_DATA, stamp, st);
+}
+
 void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
 {
 	switch (n->kind) {
@@ -194,6 +265,13 @@ void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)
 	case NODE_DISK:
 	case NODE_PART:
 		image_attr(n, st);
+		break;
+	case NODE_LVM:
+	case NODE_VG:
+		fill_common(st, true, n->guest->dir_stamp);
+		break;
+	case NODE_LV:
+		lv_attr(n, st);
 		break;
 	}
 }

@@ -41,6 +41,18 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 	x->n = 0;
 	if (rc < 0)
 		return rc;
+	if (n.kind == NODE_LV) {
+		xattr_add(x, "user.snapfs.vg", "%s", n.lv->vg);
+		xattr_add(x, "user.snapfs.lv", "%s", n.lv->name);
+		xattr_add(x, "user.snapfs.segtype", "%s", n.lv->segtype);
+		xattr_add(x, "user.snapfs.fstype", "%s", n.lv_id->fstype);
+		xattr_add(x, "user.snapfs.label", "%s", n.lv_id->label);
+		xattr_add(x, "user.snapfs.uuid", "%s", n.lv_id->uuid);
+		xattr_add(x, "user.snapfs.snapshot_kind", "%s",
+			  n.disk->kind == SNAPFS_ORIGIN_LV
+				  ? (n.disk->lv.thin ? "lvm-thin" : "lvm")
+				  : snapfs_mechanism_of(n.disk->kind, n.disk->direct)->name);
+	}
 	if (n.kind == NODE_DISK || n.kind == NODE_PART) {
 		const struct snapfs_partition *p = n.kind == NODE_PART ? &n.part : NULL;
 

@@ -98,6 +98,13 @@ static void thin_allocated(struct snapfs_disk *d)
 		d->allocated = cow.mapped * 512;
 }
 
+static int fd_read(void *fd, void *buf, size_t len, uint64_t off)
+{
+	ssize_t r = pread(*(int *)fd, buf, len, (off_t)off);
+
+	return r == (ssize_t)len ? 0 : -EIO;
+}
+
 /* The partition table of the live raw origin d, for listings only. */
 static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 {
@@ -121,7 +128,37 @@ static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 	}
 	snapfs_partitions_read(fd, size, d->sector_size, g->dir, d->target, &d->parts);
 	snapfs_partitions_measure(fd, d->kind != SNAPFS_ORIGIN_LV, &d->parts);
+	d->whole_pv = !d->parts.n && snapfs_glvs_has_label(fd_read, &fd, size);
 	close(fd);
+}
+
+/* The guest's own LVs on the live origins, for listings only: their names,
+ * sizes and contents; reads come from a set. */
+static void read_live_lvs(struct snapfs_guest *g)
+{
+	CLEANUP_FREE struct snapfs_live **live = calloc(g->ndisks + 1, sizeof(*live));
+	CLEANUP_FREE struct snapfs_gdisk *gd = calloc(g->ndisks + 1, sizeof(*gd));
+	size_t n = 0;
+
+	if (!live || !gd)
+		return;
+	for (size_t i = 0; i < g->ndisks; i++) {
+		const struct snapfs_disk *d = &g->disk[i];
+
+		if (!snapfs_glvs_candidate(d) || snapfs_live_open(g->dir, d, &live[n]) < 0)
+			continue;
+		gd[n] = (struct snapfs_gdisk){ .read = snapfs_live_read, .ctx = live[n],
+					       .size = snapfs_live_size(live[n]),
+					       .target = d->target, .parts = &d->parts };
+		n++;
+	}
+	/* What is refused is said when a set reads it. */
+	snapfs_log_quiet(true);
+	if (n && snapfs_glvs_scan(g->dir, gd, n, &g->glvs) == 0)
+		snapfs_glvs_forget_disks(g->glvs);
+	snapfs_log_quiet(false);
+	for (size_t i = 0; i < n; i++)
+		snapfs_live_close(live[i]);
 }
 
 /* Partition tables of the live origins, decoded for qcow2 disks, for
@@ -250,8 +287,10 @@ static int discover(struct snapfs_catalog **out)
 		goto fail;
 	}
 	snapfs_guests_name(c->guest, c->n);
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
 		read_live_partitions(&c->guest[i], &lvs);
+		read_live_lvs(&c->guest[i]);
+	}
 	snapfs_lvm_list_free(&lvs);
 	struct snapfs_catalog *old = take_current(false);
 

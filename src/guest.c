@@ -18,6 +18,7 @@ void snapfs_guests_free(struct snapfs_guest *g, size_t n)
 			free(g[i].disk[d].layer);
 		}
 		free(g[i].disk);
+		snapfs_glvs_free(g[i].glvs);
 		free(g[i].name);
 		free(g[i].key);
 		free(g[i].xml);

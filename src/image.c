@@ -164,6 +164,8 @@ int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint
 		return snapfs_chain_read(im->chain, buf, len, off);
 	case SNAPFS_IMAGE_NBD:
 		return snapfs_nbd_read(im->dev->nbd, buf, len, off);
+	case SNAPFS_IMAGE_GUEST_LV:
+		return snapfs_glvs_read(im->glvs, im->glv, buf, len, off);
 	case SNAPFS_IMAGE_NONE:
 		break;
 	}
@@ -176,6 +178,13 @@ int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end,
 	/* An export's holes are the map its block status gave, if any. */
 	if (im->kind == SNAPFS_IMAGE_DEVICE || im->kind == SNAPFS_IMAGE_NBD)
 		return snapfs_device_seek(im->dev, off, end, whence, out);
+	if (im->kind == SNAPFS_IMAGE_GUEST_LV) {
+		int rc = snapfs_glvs_seek(im->glvs, im->glv, off, whence, out);
+
+		if (rc == 0 && *out > end)
+			*out = end;
+		return rc;
+	}
 	if (im->kind != SNAPFS_IMAGE_QCOW2)
 		return -EIO;
 	while (off < end) {

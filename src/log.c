@@ -62,6 +62,15 @@ bool snapfs_log_debug_enabled(unsigned area)
 	return (log_debug_mask & area) != 0;
 }
 
+/* Set by a thread whose lines are said again later where they count (a
+ * listing's look at what a snapshot set will read and log). */
+static __thread bool quiet;
+
+void snapfs_log_quiet(bool on)
+{
+	quiet = on;
+}
+
 void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 {
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
@@ -69,6 +78,11 @@ void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	int saved = errno;
 	va_list ap;
 
+	if (quiet && level != SNAPFS_LOG_DEBUG) {
+		if (!(log_debug_mask & SNAPFS_DBG_GUESTS))
+			return;
+		level = SNAPFS_LOG_DEBUG;
+	}
 	va_start(ap, fmt);
 	if (log_to_syslog) {
 		vsyslog(prio[level], fmt, ap);

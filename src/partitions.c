@@ -754,6 +754,25 @@ int snapfs_partitions_read_from(int (*src)(void *opaque, void *buf, size_t len,
 	return r;
 }
 
+int snapfs_identify_from(int (*src)(void *opaque, void *buf, size_t len, uint64_t off),
+			 void *opaque, uint64_t size, const char *guest, const char *name,
+			 struct snapfs_partition *out)
+{
+	struct disk d = { -1, size, 512, guest, name, src, opaque };
+
+	memset(out, 0, sizeof(*out));
+	out->size = size;
+	if (size > INT64_MAX)
+		return -EINVAL;
+	d.fd = memfd_create("snapfs-identify", MFD_CLOEXEC);
+	if (d.fd < 0)
+		return -errno;
+	if (ftruncate(d.fd, (off_t)size) == 0)
+		identify(&d, out);
+	close(d.fd);
+	return 0;
+}
+
 static int read_disk(struct disk *d, struct snapfs_partitions *out)
 {
 	uint64_t disk_size = d->size;

@@ -228,6 +228,7 @@ static void measure(struct live *l, const char *guest, struct snapfs_disk *d)
 	d->view_allocated = snapfs_image_allocated(&im, 0, im.size);
 	snapfs_partitions_read_from(snapfs_chain_read, &l->chain, im.size, d->sector_size,
 				    guest, d->target, &d->parts);
+	d->whole_pv = !d->parts.n && snapfs_glvs_has_label(snapfs_chain_read, &l->chain, im.size);
 	for (size_t p = 0; p < d->parts.n; p++) {
 		struct snapfs_partition *part = &d->parts.part[p];
 
@@ -282,4 +283,87 @@ int snapfs_disk_decode_live(const char *guest, struct snapfs_disk *d,
 		d->nlayers = 0;
 	}
 	return rc;
+}
+
+/* ---- a live disk as the guest sees it, for listings ----------------------- */
+
+struct snapfs_live {
+	struct live l;
+	int fd;            /* a raw disk's, or -1 */
+	uint64_t size;
+};
+
+int snapfs_live_open(const char *guest, const struct snapfs_disk *d, struct snapfs_live **out)
+{
+	struct snapfs_live *lv = calloc(1, sizeof(*lv));
+	char path[300];
+	const char *origin = d->path;
+	int rc = 0;
+
+	*out = NULL;
+	if (!lv)
+		return -ENOMEM;
+	lv->fd = -1;
+	if (d->view[0]) {
+		/* Decoded: the chain the listing followed, opened again. */
+		rc = open_layer(&lv->l, guest, d, d->kind == SNAPFS_ORIGIN_LV ? &d->lv : NULL,
+				d->path, d->dev, d->ino, "qcow2");
+		for (size_t k = 0; k < d->nlayers && rc == 0; k++) {
+			const struct snapfs_layer *y = &d->layer[k];
+
+			rc = open_layer(&lv->l, guest, d, y->path[0] ? NULL : &y->lv, y->path,
+					y->dev, y->ino, y->format);
+		}
+		if (rc == 0)
+			rc = snapfs_chain_link(&lv->l.chain);
+		lv->size = d->view_size;
+	} else if (snapfs_disk_is_container(d) ||
+		   (d->kind == SNAPFS_ORIGIN_BACKUP && !d->live_raw)) {
+		rc = -ENOTSUP; /* no guest's view to read live */
+	} else {
+		if (d->kind == SNAPFS_ORIGIN_LV &&
+		    (d->lv.major < 0 ||
+		     snapfs_lvm_dm_path(d->lv.vg, d->lv.lv, path, sizeof(path)) < 0))
+			rc = -ENXIO;
+		else if (d->kind == SNAPFS_ORIGIN_LV)
+			origin = path;
+		if (rc == 0) {
+			lv->fd = snapfs_device_open(origin, &lv->size);
+			rc = lv->fd < 0 ? lv->fd : 0;
+		}
+	}
+	if (rc < 0) {
+		snapfs_live_close(lv);
+		return rc;
+	}
+	*out = lv;
+	return 0;
+}
+
+int snapfs_live_read(void *live, void *buf, size_t len, uint64_t off)
+{
+	struct snapfs_live *lv = live;
+	ssize_t r;
+
+	if (lv->fd < 0)
+		return snapfs_chain_read(&lv->l.chain, buf, len, off);
+	r = pread(lv->fd, buf, len, (off_t)off);
+	if (r < 0)
+		return -errno;
+	return (size_t)r == len ? 0 : -EIO;
+}
+
+uint64_t snapfs_live_size(const struct snapfs_live *lv)
+{
+	return lv->size;
+}
+
+void snapfs_live_close(struct snapfs_live *lv)
+{
+	if (!lv)
+		return;
+	live_close(&lv->l);
+	if (lv->fd >= 0)
+		close(lv->fd);
+	free(lv);
 }

@@ -47,6 +47,9 @@ int snapfs_log_parse_areas(const char *s, unsigned *mask);
 bool snapfs_log_debug_enabled(unsigned area);
 void snapfs_log(enum snapfs_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* While on, this thread's error, warning and info lines are debug lines of
+ * the guests area. */
+void snapfs_log_quiet(bool on);
 /* True the first time this process asks for (key, detail): for the lines
  * said once per guest and disk, not at every listing. */
 bool snapfs_log_first(const char *key, const char *detail);
@@ -233,6 +236,12 @@ struct snapfs_partitions {
 int snapfs_partitions_read(int fd, uint64_t disk_size, unsigned sector_size,
 			   const char *guest, const char *disk,
 			   struct snapfs_partitions *out);
+/* What the size bytes read through src hold, as a partition's fstype,
+ * label and uuid (all "" when nothing is recognised): for a guest's own LV
+ * or a whole disk.  0 or -errno. */
+int snapfs_identify_from(int (*src)(void *opaque, void *buf, size_t len, uint64_t off),
+			 void *opaque, uint64_t size, const char *guest, const char *name,
+			 struct snapfs_partition *out);
 /* The same for a disk read through src (a decoded qcow2 image): what
  * libblkid reads comes from src, copied into a sparse memfd first. */
 int snapfs_partitions_read_from(int (*src)(void *opaque, void *buf, size_t len,
@@ -436,6 +445,8 @@ struct snapfs_disk {
 	dev_t dev;                        /* its st_dev and st_ino when listed */
 	ino_t ino;
 	struct snapfs_partitions parts;   /* of what the guest sees, from the live origin */
+	bool whole_pv;                    /* the whole of what the guest sees carries
+					   * an LVM2 label (it has no table) */
 	/* A qcow2 disk: file is the container ("vda.qcow2"), size where its
 	 * image ends; view the decoded disk ("vda.raw"), "" when it is not
 	 * decoded (refused, logged). */
@@ -460,6 +471,16 @@ bool snapfs_disk_is_container(const struct snapfs_disk *d);
  * -ENOENT when a layer is no LV of lvs and !all_lvs (ask LVM); -errno. */
 int snapfs_disk_decode_live(const char *guest, struct snapfs_disk *d,
 			    const struct snapfs_lv_list *lvs, bool all_lvs, bool listing);
+/* A listed disk d's live origin, as the guest sees it (a raw origin, or a
+ * qcow2 chain as the listing followed it), for listings: 0 with *out,
+ * -ENOTSUP when there is no such view to read (a container only, a disk
+ * only qemu reads), -errno.  snapfs_live_read has the shape of a reader
+ * callback. */
+struct snapfs_live;
+int snapfs_live_open(const char *guest, const struct snapfs_disk *d, struct snapfs_live **out);
+int snapfs_live_read(void *live, void *buf, size_t len, uint64_t off);
+uint64_t snapfs_live_size(const struct snapfs_live *lv);
+void snapfs_live_close(struct snapfs_live *lv);
 
 struct snapfs_guest {
 	char dir[SNAPFS_NAME_MAX + 1];    /* escaped, distinct directory name */
@@ -469,6 +490,8 @@ struct snapfs_guest {
 	bool running;
 	struct snapfs_disk *disk;
 	size_t ndisks;
+	struct snapfs_glvs *glvs;         /* its own LVs, read live for listings; or
+					   * NULL (no PV, or none readable live) */
 	/* What stat shows: a directory's time moves only when its entries
 	 * change, domain.xml's only when its text does. */
 	uint64_t entries;                 /* a hash of the directory's names */
@@ -603,12 +626,15 @@ enum snapfs_image_kind {
 	SNAPFS_IMAGE_DEVICE,          /* the snapshot's bytes, from byte 0 */
 	SNAPFS_IMAGE_QCOW2,           /* decoded */
 	SNAPFS_IMAGE_NBD,             /* an NBD export's bytes (dev->nbd) */
+	SNAPFS_IMAGE_GUEST_LV,        /* a guest's own LV over its disks' images */
 };
 
 struct snapfs_image {
 	enum snapfs_image_kind kind;
 	const struct snapfs_snapdisk *dev; /* DEVICE, NBD */
 	struct snapfs_chain *chain;   /* QCOW2 */
+	const struct snapfs_glvs *glvs; /* GUEST_LV: its VGs, and the LV */
+	const struct snapfs_glvm_lv *glv;
 	uint64_t size;
 	uint64_t allocated;           /* bytes holding data, or SNAPFS_ALL_DATA */
 };
@@ -743,6 +769,11 @@ struct timespec snapfs_snapset_stamp(const struct snapfs_snapset *s);
 /* After a read of d: 0 while the snapshot is valid, -EIO once the kernel
  * invalidated it (its COW area filled), logged once per set. */
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d);
+/* The same for every disk of s: after a read of a guest LV, which may lie
+ * on any of them. */
+int snapfs_snapset_check_all(struct snapfs_snapset *s);
+/* The guest's own LVs as s read them from its disks, or NULL. */
+const struct snapfs_glvs *snapfs_snapset_glvs(const struct snapfs_snapset *s);
 /* Copy what stat and getxattr show of a held set without creating one:
  * 0, or -ENOENT when the guest holds no set. */
 struct snapfs_held {
@@ -1077,5 +1108,55 @@ int snapfs_glvm_vg_identify(const struct snapfs_lvmt_node *root,
 int snapfs_glvm_vg_build(const char *guest, const struct snapfs_lvmt_node *vgsec,
 			 const struct snapfs_glvm_pvs *pvs, struct snapfs_glvm_vg *vg);
 void snapfs_glvm_vg_free(struct snapfs_glvm_vg *vg);
+
+
+/* ---- guest-lvs.c: a guest's own LVs as files -------------------------------- */
+
+/* A disk of a guest as the guest sees it, for finding its PVs. */
+struct snapfs_gdisk {
+	int (*read)(void *ctx, void *buf, size_t len, uint64_t off);
+	void *ctx;
+	const struct snapfs_image *im;    /* the same bytes as an image (holes), or NULL */
+	uint64_t size;
+	const char *target;               /* "vda" */
+	const struct snapfs_partitions *parts;
+};
+
+/* The guest VGs found on some disks, and how to read each served LV. */
+struct snapfs_glvs {
+	struct snapfs_glvm *glvm;
+	void *place;                      /* guest-lvs.c's: the PVs' places */
+	size_t nplaces;
+	struct snapfs_partition *id;      /* per LV (every VG's, in order): what
+					   * libblkid says it holds */
+};
+
+/* Find the PVs among disks (partitions that libblkid calls LVM2_member, or
+ * whole disks with no table that it calls so) and read their VGs: 0 with
+ * *out, NULL when there is no PV; -errno.  The disks' readers must stay
+ * valid while *out is read, or be forgotten (snapfs_glvs_forget_disks:
+ * the names and sizes stay, reads fail). */
+int snapfs_glvs_scan(const char *guest, const struct snapfs_gdisk *disks, size_t n,
+		     struct snapfs_glvs **out);
+void snapfs_glvs_forget_disks(struct snapfs_glvs *g);
+/* Does a whole disk, read through read, carry an LVM2 label?  One read of
+ * its first 2 KiB. */
+bool snapfs_glvs_has_label(int (*read)(void *ctx, void *buf, size_t len, uint64_t off),
+			   void *ctx, uint64_t size);
+/* May listed disk d hold a PV of the guest (a partition, or the whole)? */
+bool snapfs_glvs_candidate(const struct snapfs_disk *d);
+void snapfs_glvs_free(struct snapfs_glvs *g);
+/* All len bytes at off of served lv of g: 0 or -errno. */
+int snapfs_glvs_read(const struct snapfs_glvs *g, const struct snapfs_glvm_lv *lv, void *buf,
+		     size_t len, uint64_t off);
+/* SEEK_DATA or SEEK_HOLE (whence) from off in lv, as the disks beneath have
+ * them: the offset found, lv's size when none.  0 or -errno. */
+int snapfs_glvs_seek(const struct snapfs_glvs *g, const struct snapfs_glvm_lv *lv,
+		     uint64_t off, int whence, uint64_t *out);
+/* The served VG or LV of g by the name shown (escaped), or NULL; id: what
+ * the LV holds. */
+const struct snapfs_glvm_vg *snapfs_glvs_vg(const struct snapfs_glvs *g, const char *vg);
+const struct snapfs_glvm_lv *snapfs_glvs_lv(const struct snapfs_glvs *g, const char *vg,
+					    const char *lv, const struct snapfs_partition **id);
 
 #endif

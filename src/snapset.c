@@ -36,6 +36,7 @@ struct snapfs_snapset {
 	struct timespec created;     /* CLOCK_MONOTONIC, for the status view */
 	struct snapfs_snapdisk *disk;
 	size_t n;
+	struct snapfs_glvs *glvs;    /* the guest's own LVs, read from disk; or NULL */
 	bool invalid_logged;         /* under sets_lock */
 	bool frozen;                 /* taken with the guest frozen */
 	unsigned watching;           /* the watcher looks at its disks: not removed
@@ -122,6 +123,7 @@ double snapfs_elapsed(const struct timespec *since)
 
 static void free_set(struct snapfs_snapset *s)
 {
+	snapfs_glvs_free(s->glvs);
 	for (size_t i = 0; i < s->n; i++) {
 		snapfs_partitions_free(&s->disk[i].parts);
 		snapfs_thinmap_free(&s->disk[i].map);
@@ -438,6 +440,29 @@ static int take_all(const struct snapfs_guest *g, struct snapfs_snapset *s,
 	return 0;
 }
 
+/* The guest's own LVs, from the PVs on its disks in the set.  Their
+ * refusals are logged; only a failure to allocate fails the set. */
+static int scan_guest_lvs(const struct snapfs_guest *g, struct snapfs_snapset *s)
+{
+	CLEANUP_FREE struct snapfs_gdisk *gd = calloc(s->n ? s->n : 1, sizeof(*gd));
+	size_t n = 0;
+	int rc;
+
+	if (!gd)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++) {
+		struct snapfs_snapdisk *d = &s->disk[i];
+
+		if (d->depth || d->view.kind == SNAPFS_IMAGE_NONE)
+			continue;
+		gd[n++] = (struct snapfs_gdisk){ .read = image_read_cb, .ctx = &d->view,
+						 .im = &d->view, .size = d->view.size,
+						 .target = d->target, .parts = &d->parts };
+	}
+	rc = snapfs_glvs_scan(g->dir, gd, n, &s->glvs);
+	return rc == -ENOMEM ? rc : 0;
+}
+
 /* Snapshot every disk (the guest frozen only while the mechanisms take
  * them), then open the snapshots.  All or nothing. */
 static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
@@ -497,7 +522,9 @@ static int create_set(struct snapfs_snapset *s, const struct snapfs_guest *g)
 		if (rc < 0)
 			goto undo;
 	}
-	return 0;
+	rc = scan_guest_lvs(g, s);
+	if (rc == 0)
+		return 0;
 undo:
 	remove_disks(s, s->n);
 	return rc;
@@ -728,6 +755,19 @@ static int check_one(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
 	if (first && why[0])
 		snapfs_error("guest %s disk %s: %s", s->name, d->file, why);
 	return -EIO;
+}
+
+int snapfs_snapset_check_all(struct snapfs_snapset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (check_one(s, &s->disk[i]) < 0)
+			return -EIO;
+	return 0;
+}
+
+const struct snapfs_glvs *snapfs_snapset_glvs(const struct snapfs_snapset *s)
+{
+	return s->glvs;
 }
 
 int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk *d)
