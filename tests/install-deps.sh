@@ -16,6 +16,7 @@ packages=(
 	# tests: disks in files on XFS and btrfs, qcow2 images (reflink-*.sh)
 	xfsprogs btrfs-progs qemu-utils
 	rsync borgbackup restic # tests: backup clients (backup-clients*.sh)
+	fuse2fs # tests: a guest LV's ext4 browsed in userspace (guest-lvm-files.sh)
 	# tests: running guests through libvirt's backup API (backup-api-*.sh)
 	libnbd-bin qemu-block-extra
 	# tests: the holes of thin LVs (thin-holes.sh), and snapfs's own use

@@ -13,7 +13,7 @@
 . "$(dirname -- "$0")/../functions.sh" || exit 99
 . "$(dirname -- "$0")/../lib-snapfs.sh" || exit 99
 . "$(dirname -- "$0")/../lib-reflink.sh" || exit 99
-requires lvm losetup sfdisk fusermount3 getfattr mkfs.xfs mkfs.ext4 python3
+requires lvm losetup sfdisk fusermount3 getfattr mkfs.xfs mkfs.ext4 python3 debugfs fuse2fs
 
 ls_c() { (cd "$1" && LC_ALL=C ls -A | tr '\n' ' '); }
 make_test_fs xfs xfs 300
@@ -55,20 +55,38 @@ glvm lvextend -q -L +3M vda.raw/root >/dev/null || fail "lvextend root again"
 # segments give (partition start + pe_start + PE * extent size).
 pe_start=$(glvm pvs --noheadings --units b --nosuffix -o pe_start "$loop" | tr -d ' ')
 [ -n "$pe_start" ] || fail "no pe_start"
+# segments LV: "FIRST_PE LAST_PE" per segment, in the LV's order.
+segments() {
+	glvm lvs --noheadings --segments -o seg_pe_ranges "vda.raw/$1" | tr -d ' ' |
+		sed 's/^[^:]*:\([0-9]*\)-\([0-9]*\)$/\1 \2/'
+}
 want_lv() { # LV OUT: the LV's bytes as its segments map them, from the image
+	local first last
 	: >"$2"
-	glvm lvs --noheadings --segments --units b --nosuffix -o seg_pe_ranges "vda.raw/$1" |
-		tr -d ' ' | while IFS=: read -r _ range; do
-			local first=${range%-*} last=${range#*-}
-			dd if="$img" bs=1M skip=$(((part_start + pe_start) / 1048576 + first)) \
-				count=$((last - first + 1)) status=none >>"$2"
-		done
+	while read -r first last; do
+		dd if="$img" bs=1M skip=$(((part_start + pe_start) / 1048576 + first)) \
+			count=$((last - first + 1)) status=none >>"$2"
+	done < <(segments "$1")
+}
+write_lv() { # LV SRC: SRC's bytes into the LV, where its segments are
+	local first last at=0
+	while read -r first last; do
+		dd if="$2" of="$img" bs=1M skip="$at" seek=$(((part_start + pe_start) / 1048576 + first)) \
+			count=$((last - first + 1)) conv=notrunc status=none
+		at=$((at + last - first + 1))
+	done < <(segments "$1")
 }
 [ $(((part_start + pe_start) % 1048576)) = 0 ] || fail "pe_start is not MiB-aligned"
 dd if=/dev/urandom of="$img" bs=1M seek=$(((part_start + pe_start) >> 20)) count=30 \
 	conv=notrunc status=none
-# A hole inside root's first segment: the disk's hole shows through.
-fallocate -p -o $((part_start + pe_start + (2 << 20))) -l $((1 << 20)) "$img"
+# root holds ext4 with files, as a guest's root LV does.
+mkdir -p "$TEST_TMPDIR/rootfs/etc"
+echo "guest-lvm-files" >"$TEST_TMPDIR/rootfs/etc/hostname"
+mkfs.ext4 -q -F -L groot -d "$TEST_TMPDIR/rootfs" "$TEST_TMPDIR/root.fs" 17M || fail "mkfs.ext4"
+write_lv root "$TEST_TMPDIR/root.fs"
+# A hole inside swap's first segment: the disk's hole shows through.
+swap_pe=$(segments swap | head -n 1 | cut -d' ' -f1)
+fallocate -p -o $((part_start + pe_start + ((swap_pe + 1) << 20))) -l $((1 << 20)) "$img"
 for lv in root swap home; do want_lv "$lv" "$TEST_TMPDIR/$lv.want"; done
 nsegs=$(glvm lvs --noheadings --segments -o seg_start "vda.raw/root" | wc -l)
 [ "$nsegs" = 3 ] || fail "root has $nsegs segments, not 3"
@@ -92,9 +110,22 @@ exec 3<"$mnt/web/vda.raw"
 for lv in root swap home; do
 	cmp "$mnt/web/lvm/vda.raw/$lv" "$TEST_TMPDIR/$lv.want" || fail "$lv differs from its segments"
 done
-# Holes follow the disk beneath: root's third MiB is one.
-seek_map "$mnt/web/lvm/vda.raw/root" | head -n 2 >"$TEST_TMPDIR/map"
-[ "$(head -n 1 "$TEST_TMPDIR/map")" = "0 $((2 << 20))" ] || fail "root's map: $(cat "$TEST_TMPDIR/map")"
+# Holes follow the disk beneath: swap's second MiB is one.
+seek_map "$mnt/web/lvm/vda.raw/swap" >"$TEST_TMPDIR/map"
+[ "$(head -n 1 "$TEST_TMPDIR/map")" = "0 $((1 << 20))" ] || fail "swap's map: $(cat "$TEST_TMPDIR/map")"
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.fstype "$mnt/web/lvm/vda.raw/root")" = ext4 ] ||
+	fail "root's fstype"
+[ "$(getfattr --absolute-names --only-values -n user.snapfs.label "$mnt/web/lvm/vda.raw/root")" = groot ] ||
+	fail "root's label"
+# Its files, by userspace tools, never a kernel mount (README's recipe).
+debugfs -R 'cat /etc/hostname' "$mnt/web/lvm/vda.raw/root" 2>/dev/null | grep -qx guest-lvm-files ||
+	fail "debugfs cannot read /etc/hostname from root"
+mkdir -p "$TEST_TMPDIR/groot"
+fuse2fs -o ro,fakeroot "$mnt/web/lvm/vda.raw/root" "$TEST_TMPDIR/groot" >/dev/null ||
+	fail "fuse2fs -o ro"
+add_cleanup "fusermount3 -u '$TEST_TMPDIR/groot' 2>/dev/null || true"
+[ "$(cat "$TEST_TMPDIR/groot/etc/hostname")" = guest-lvm-files ] || fail "fuse2fs: hostname"
+fusermount3 -u "$TEST_TMPDIR/groot"
 # The same instant: a write to the disk now does not show.
 dd if=/dev/zero of="$img" bs=1M seek=$(((part_start + pe_start) >> 20)) count=1 conv=notrunc \
 	status=none
