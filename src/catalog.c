@@ -236,6 +236,17 @@ static uint64_t guest_entries(const struct snapfs_guest *g)
 				h = h * 31 + snapfs_name_hash(name, strlen(name));
 		}
 	}
+	/* The lvm directory and those below take the guest directory's time. */
+	for (size_t v = 0; g->glvs && v < g->glvs->glvm->nvgs; v++) {
+		const struct snapfs_glvm_vg *vg = &g->glvs->glvm->vg[v];
+
+		if (!vg->served)
+			continue;
+		h = h * 31 + snapfs_name_hash(vg->name, strlen(vg->name));
+		for (size_t l = 0; l < vg->nlvs; l++)
+			if (vg->lv[l].served)
+				h = h * 31 + snapfs_name_hash(vg->lv[l].name, strlen(vg->lv[l].name));
+	}
 	return h;
 }
 
