@@ -301,6 +301,7 @@ int snapfs_opts_parse(int argc, char **argv, struct snapfs_opts *o, struct fuse_
 	free(st.freeze);
 	free(st.freeze_timeout);
 	free(st.readahead);
+	free(st.snapshot);
 	if (rc < 0) {
 		fuse_opt_free_args(&args);
 		return rc;
@@ -326,10 +327,11 @@ void snapfs_opts_usage(const char *prog)
 	printf("usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
 	       "       %s --cleanup [MOUNTPOINT]\n"
 	       "\n"
-	       "Serve the disks of KVM guests (LVM volumes, files on XFS or btrfs, and\n"
-	       "every disk of a running guest) as read-only image files, each opened file\n"
-	       "reading from a point-in-time snapshot (an LVM snapshot, a reflink clone of\n"
-	       "a file, or a libvirt backup job).\n"
+	       "Serve the disks of KVM guests (LVM volumes, files, and every disk of a\n"
+	       "running guest), their partitions and the guests' own LVs as read-only\n"
+	       "files, each opened file reading from a point-in-time snapshot (an LVM\n"
+	       "snapshot, a reflink clone of a file, a libvirt backup job, or a shut-off\n"
+	       "guest's file read in place under a guard).\n"
 	       "\n"
 	       "SOURCE is a libvirt URI (default: libvirt's default URI) or lvm:VG[,VG...]\n"
 	       "\n"

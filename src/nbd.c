@@ -72,7 +72,7 @@ int snapfs_nbd_open(const char *socket, const char *name, unsigned conns, const 
 				snapfs_error("guest %s disk %s: cannot connect to the backup export %s "
 					     "at %s: %s",
 					     guest, disk, name, socket, nbd_get_error());
-				snapfs_nbd_close(n);
+				snapfs_nbd_close(n, true);
 				return -EIO;
 			}
 			snapfs_debug(SNAPFS_DBG_SNAP, "guest %s disk %s: connection %u of %u to %s "
@@ -88,7 +88,7 @@ int snapfs_nbd_open(const char *socket, const char *name, unsigned conns, const 
 	if (sz < 0) {
 		snapfs_error("guest %s disk %s: the backup export %s has no size: %s", guest, disk,
 			     name, nbd_get_error());
-		snapfs_nbd_close(n);
+		snapfs_nbd_close(n, true);
 		return -EIO;
 	}
 	*size = (uint64_t)sz;
@@ -226,12 +226,16 @@ int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *o
 	return rc;
 }
 
-void snapfs_nbd_close(struct snapfs_nbd *n)
+void snapfs_nbd_close(struct snapfs_nbd *n, bool goodbye)
 {
 	if (!n)
 		return;
 	for (unsigned i = 0; i < n->n; i++) {
-		nbd_shutdown(n->conn[i].h, 0);
+		/* A polite goodbye only to a server still there: libnbd 1.14
+		 * reads freed memory shutting down a connection whose server
+		 * went away unseen. */
+		if (goodbye && nbd_aio_is_ready(n->conn[i].h) == 1)
+			nbd_shutdown(n->conn[i].h, 0);
 		nbd_close(n->conn[i].h);
 		pthread_mutex_destroy(&n->conn[i].lock);
 	}

@@ -490,7 +490,8 @@ static void libvirt_remove(struct snapfs_snapdisk *d)
 	struct snapfs_job *job = d->job;
 	bool last;
 
-	snapfs_nbd_close(d->nbd);
+	snapfs_nbd_close(d->nbd, job && !__atomic_load_n(&job->ended, __ATOMIC_SEQ_CST) &&
+					 !snapfs_snapdisk_dropped(d));
 	d->nbd = NULL;
 	d->job = NULL;
 	if (!job)

@@ -945,8 +945,9 @@ int snapfs_nbd_read(struct snapfs_nbd *n, void *buf, size_t len, uint64_t off);
 /* Where the export has data, by its base:allocation block status: 0 with
  * out filled, -ENOTSUP when the server offers none, or -errno. */
 int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *out);
-/* Close every connection; no read may be running.  NULL is ignored. */
-void snapfs_nbd_close(struct snapfs_nbd *n);
+/* Close every connection, saying goodbye to the server when it is still
+ * there (goodbye); no read may be running.  NULL is ignored. */
+void snapfs_nbd_close(struct snapfs_nbd *n, bool goodbye);
 
 /* ---- lvm-text.c: LVM2's metadata text, parsed with caps ------------------- */
 

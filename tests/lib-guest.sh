@@ -177,6 +177,13 @@ guest_writes() {
 	guest_wait_seq "$1" $((s + 32))
 }
 
+# guest_job NAME: the type of guest NAME's job (Unbounded for a backup
+# job, None), as virsh domjobinfo says it; guest_no_job NAME: it has none.
+guest_job() {
+	_guest_virsh domjobinfo "$1" 2>/dev/null | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }'
+}
+guest_no_job() { [ "$(guest_job "$1")" = None ]; }
+
 # guest_blk_clean NAME: fail unless `virsh domblkerror NAME` reports no I/O
 # error on any of guest NAME's disks.
 guest_blk_clean() {

@@ -19,11 +19,11 @@ image_end() {
 	sed -n 's/.*"image-end-offset": *\([0-9]*\).*/\1/p' <<<"$out"
 }
 
-# qemu_data_map IMAGE: the ranges qemu-img map says hold data (not zero),
-# merged, as "START END" lines: what SEEK_DATA/SEEK_HOLE of the decoded
-# disk must show.
+# qemu_data_map IMAGE [FORMAT]: the ranges qemu-img map says hold data (not
+# zero), merged, as "START END" lines: what SEEK_DATA/SEEK_HOLE of the
+# decoded disk must show.  FORMAT: the image's (probed when not given).
 qemu_data_map() {
-	qemu-img map --output=json "$1" | python3 -c '
+	qemu-img map --output=json ${2:+-f "$2"} "$1" | python3 -c '
 import json, sys
 out = []
 for e in json.load(sys.stdin):

@@ -22,8 +22,6 @@ requires libvirtd virsh unshare qemu-system-x86_64 qemu-img sfdisk fusermount3 m
 in_private_namespace "$@"
 
 v() { virsh -q -c qemu:///system "$@"; }
-job_type() { v domjobinfo "$1" 2>/dev/null | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }'; }
-no_job() { [ "$(job_type "$1")" = None ]; }
 scratch_files() { find "$scratch" -name 'snapfs-*' | wc -l; }
 no_scratch_files() { [ "$(scratch_files)" = 0 ]; }
 
@@ -60,7 +58,7 @@ snapfs_start qemu:///system "$mnt" -o scratch_dir="$scratch",scratch_reserve=12M
 before=$(guest_seq web)
 exec 3<"$mnt/web/vda1.raw"
 after=$(guest_seq web)
-[ "$(job_type web)" = Unbounded ] || fail "no backup job for web: $(v domjobinfo web)"
+[ "$(guest_job web)" = Unbounded ] || fail "no backup job for web: $(v domjobinfo web)"
 [ "$(v domjobinfo web | grep -c 'Job type')" = 1 ] || fail "web has more than one job"
 [ "$(getfattr --absolute-names --only-values -n user.snapfs.snapshot_kind "$mnt/web/vdb.raw")" = \
 	libvirt-backup ] || fail "vdb.raw is not served through the backup API"
@@ -85,7 +83,7 @@ read -r n start len _ < <(part_list "$fs/web-vda.img")
 guest_writes web
 guest_blk_clean web
 exec 3<&-
-wait_for -t 30 no_job web || fail "web's job outlived its set: $(v domjobinfo web)"
+wait_for -t 30 guest_no_job web || fail "web's job outlived its set: $(v domjobinfo web)"
 [ "$(scratch_files)" = 0 ] || fail "scratch files left: $(ls -l "$scratch")"
 sock=$(sed -n 's/^snapfs: guest web: backup job started, exported at //p' "$SNAPFS_LOG")
 [ -n "$sock" ] && [ ! -e "$sock" ] && [ ! -e "$(dirname "$sock")" ] || fail "socket left: $sock"
@@ -101,12 +99,12 @@ guest_start fill
 # Listed as running once the catalog is older than the cache time.
 wait_for -t 30 test -e "$mnt/fill/vda.raw" || fail "fill's disk is not listed: $(ls "$mnt/fill")"
 exec 3<"$mnt/fill/vda.raw"
-[ "$(job_type fill)" = Unbounded ] || fail "no backup job for fill"
+[ "$(guest_job fill)" = Unbounded ] || fail "no backup job for fill"
 [ "$(read_errno 3 0 65536)" = ok ] || fail "a read before the scratch space ran short"
 wait_for -t 240 grep -qE "guest fill disk vda.raw: its backup job ended: only [0-9]* MiB free for scratch files in $(re_escape "$scratch")" "$SNAPFS_LOG" ||
 	fail "the job was not ended when the scratch space ran short ($(df -h "$scratch" | tail -n 1))"
 [ "$(read_errno 3 $((8 * mib)) 65536)" = EIO ] || fail "a read after the job ended did not fail"
-wait_for -t 30 no_job fill || fail "fill's job is still there: $(v domjobinfo fill)"
+wait_for -t 30 guest_no_job fill || fail "fill's job is still there: $(v domjobinfo fill)"
 # The guest goes on; qemu never failed one of its writes.
 guest_writes fill
 guest_blk_clean fill

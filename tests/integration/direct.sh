@@ -72,20 +72,8 @@ while read -r n start len _; do
 	[ "$(sha_file "$mnt/cold/vda$n.raw")" = "$(sha_at "$fs/vda.img" "$start" "$len")" ] ||
 		fail "vda$n.raw differs from the disk at $start"
 done < <(part_list "$fs/vda.img")
-maps_agree <(seek_map "$mnt/cold/vda.raw") <(qemu-img map --output=json -f raw "$fs/vda.img" |
-	python3 -c '
-import json, sys
-out = []
-for e in json.load(sys.stdin):
-    if e["data"]:
-        s, t = e["start"], e["start"] + e["length"]
-        if out and out[-1][1] == s:
-            out[-1][1] = t
-        else:
-            out.append([s, t])
-for s, t in out:
-    print(s, t)
-') "$fs/vda.img" 4096 || fail "vda.raw's holes are not qemu-img map's"
+maps_agree <(seek_map "$mnt/cold/vda.raw") <(qemu_data_map "$fs/vda.img" raw) "$fs/vda.img" 4096 ||
+	fail "vda.raw's holes are not qemu-img map's"
 check_decoded "$mnt/cold" vdb "$fs/vdb.qcow2"
 grep -q "snapshot=direct guard=held" "$mnt/.snapfs-status" || fail "status: $(cat "$mnt/.snapfs-status")"
 exec 3<&-

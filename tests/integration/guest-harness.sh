@@ -26,8 +26,6 @@ requires libvirtd virsh unshare qemu-system-x86_64 qemu-img nbdcopy sfdisk mkfs.
 in_private_namespace "$@"
 
 v() { virsh -q -c qemu:///system "$@"; }
-job_type() { v domjobinfo "$1" 2>/dev/null | awk -F: '$1 == "Job type" { gsub(/ /, "", $2); print $2 }'; }
-no_job() { [ "$(job_type "$1")" = None ]; }
 
 slots=64
 ndev=2
@@ -81,7 +79,7 @@ before=$(guest_seq web)
 v backup-begin web "$TEST_TMPDIR/backup.xml" >/dev/null || fail "backup-begin web"
 add_cleanup "virsh -q -c qemu:///system domjobabort web >/dev/null 2>&1 || true"
 after=$(guest_seq web)
-[ "$(job_type web)" = Unbounded ] || fail "web's job: $(v domjobinfo web)"
+[ "$(guest_job web)" = Unbounded ] || fail "web's job: $(v domjobinfo web)"
 [ -S "$sock" ] || fail "no NBD socket $sock"
 log "backup job: $(v domjobinfo web | tr -s ' ' | tr '\n' ';')"
 # Every slot rewritten since the backup's instant: a copy that is not of
@@ -92,7 +90,7 @@ for t in vda vdb; do
 done
 guest_writes web
 v domjobabort web || fail "domjobabort web"
-wait_for -t 30 no_job web || fail "web's job outlived domjobabort: $(v domjobinfo web)"
+wait_for -t 30 guest_no_job web || fail "web's job outlived domjobabort: $(v domjobinfo web)"
 [ ! -e "$TEST_TMPDIR/vda.scratch" ] && [ ! -e "$TEST_TMPDIR/vdb.scratch" ] ||
 	log "libvirt left the scratch files: $(ls -l "$TEST_TMPDIR"/*.scratch)"
 
