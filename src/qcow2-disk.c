@@ -201,7 +201,7 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 		if (!grown)
 			return -ENOMEM;
 		d->layer = grown;
-		d->layer[d->nlayers].lv = *lv;
+		d->layer[d->nlayers] = (struct snapfs_layer){ .lv = *lv };
 		snprintf(d->layer[d->nlayers].format, sizeof(d->layer[0].format), "%s", format);
 		d->nlayers++;
 		rc = open_layer(l, guest, d, lv, NULL, 0, 0, format);
