@@ -134,8 +134,9 @@ static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 
 /* The guest's own LVs on the live origins, for listings only: their names,
  * sizes and contents; reads come from a set. */
-static void read_live_lvs(struct snapfs_guest *g)
+static void read_live_lvs(struct snapfs_guest *g, const struct snapfs_catalog *old)
 {
+	const struct snapfs_guest *was = old ? snapfs_catalog_guest(old, g->dir) : NULL;
 	CLEANUP_FREE struct snapfs_live **live = calloc(g->ndisks + 1, sizeof(*live));
 	CLEANUP_FREE struct snapfs_gdisk *gd = calloc(g->ndisks + 1, sizeof(*gd));
 	size_t n = 0;
@@ -154,7 +155,7 @@ static void read_live_lvs(struct snapfs_guest *g)
 	}
 	/* What is refused is said when a set reads it. */
 	snapfs_log_quiet(true);
-	if (n && snapfs_glvs_scan(g->dir, gd, n, &g->glvs) == 0)
+	if (n && snapfs_glvs_scan(g->dir, gd, n, true, was ? was->glvs : NULL, &g->glvs) == 0)
 		snapfs_glvs_forget_disks(g->glvs);
 	snapfs_log_quiet(false);
 	for (size_t i = 0; i < n; i++)
@@ -298,12 +299,13 @@ static int discover(struct snapfs_catalog **out)
 		goto fail;
 	}
 	snapfs_guests_name(c->guest, c->n);
+	struct snapfs_catalog *old = take_current(false);
+
 	for (size_t i = 0; i < c->n; i++) {
 		read_live_partitions(&c->guest[i], &lvs);
-		read_live_lvs(&c->guest[i]);
+		read_live_lvs(&c->guest[i], old);
 	}
 	snapfs_lvm_list_free(&lvs);
-	struct snapfs_catalog *old = take_current(false);
 
 	carry_stamps(c, old);
 	snapfs_catalog_put(old);

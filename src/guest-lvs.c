@@ -121,14 +121,38 @@ static int lv_read_cb(void *ctx, void *buf, size_t len, uint64_t off)
 	return snapfs_glvs_read(r->g, r->lv, buf, len, off);
 }
 
-/* What each served LV holds, for its attributes. */
-static void identify_lvs(const char *guest, struct snapfs_glvs *g)
+/* The ids of the LVs of the VG of uuid and seqno in prev (the same
+ * metadata: the same LVs, in the same order), or NULL. */
+static const struct snapfs_partition *known_ids(const struct snapfs_glvs *prev,
+						const struct snapfs_glvm_vg *vg)
+{
+	size_t k = 0;
+
+	for (size_t v = 0; prev && v < prev->glvm->nvgs; k += prev->glvm->vg[v].nlvs, v++) {
+		const struct snapfs_glvm_vg *p = &prev->glvm->vg[v];
+
+		if (!strcmp(p->uuid, vg->uuid) && p->seqno == vg->seqno && p->nlvs == vg->nlvs)
+			return &prev->id[k];
+	}
+	return NULL;
+}
+
+/* What each served LV holds, for its attributes: libblkid reads its edges,
+ * so what prev (an earlier reading) knew of the same metadata is kept. */
+static void identify_lvs(const char *guest, struct snapfs_glvs *g,
+			 const struct snapfs_glvs *prev)
 {
 	size_t k = 0;
 
 	for (size_t v = 0; v < g->glvm->nvgs; v++) {
 		const struct snapfs_glvm_vg *vg = &g->glvm->vg[v];
+		const struct snapfs_partition *known = known_ids(prev, vg);
 
+		if (known) {
+			memcpy(&g->id[k], known, vg->nlvs * sizeof(*known));
+			k += vg->nlvs;
+			continue;
+		}
 		for (size_t l = 0; l < vg->nlvs; l++, k++) {
 			struct lv_read r = { g, &vg->lv[l] };
 			char what[300];
@@ -142,7 +166,7 @@ static void identify_lvs(const char *guest, struct snapfs_glvs *g)
 }
 
 int snapfs_glvs_scan(const char *guest, const struct snapfs_gdisk *disks, size_t n,
-		     struct snapfs_glvs **out)
+		     bool identify, const struct snapfs_glvs *prev, struct snapfs_glvs **out)
 {
 	struct place *pl = NULL;
 	struct snapfs_glvm_dev *devs = NULL;
@@ -174,7 +198,8 @@ int snapfs_glvs_scan(const char *guest, const struct snapfs_gdisk *disks, size_t
 	g->place = pl;
 	g->nplaces = np;
 	pl = NULL;
-	identify_lvs(guest, g);
+	if (identify)
+		identify_lvs(guest, g, prev);
 	*out = g;
 	g = NULL;
 	rc = 0;

@@ -1134,11 +1134,12 @@ struct snapfs_glvs {
 
 /* Find the PVs among disks (partitions that libblkid calls LVM2_member, or
  * whole disks with no table that it calls so) and read their VGs: 0 with
- * *out, NULL when there is no PV; -errno.  The disks' readers must stay
- * valid while *out is read, or be forgotten (snapfs_glvs_forget_disks:
- * the names and sizes stay, reads fail). */
+ * *out, NULL when there is no PV; -errno.  identify: also what each LV
+ * holds (id), kept from prev for a VG whose metadata is the same there.
+ * The disks' readers must stay valid while *out is read, or be forgotten
+ * (snapfs_glvs_forget_disks: the names and sizes stay, reads fail). */
 int snapfs_glvs_scan(const char *guest, const struct snapfs_gdisk *disks, size_t n,
-		     struct snapfs_glvs **out);
+		     bool identify, const struct snapfs_glvs *prev, struct snapfs_glvs **out);
 void snapfs_glvs_forget_disks(struct snapfs_glvs *g);
 /* Does a whole disk, read through read, carry an LVM2 label?  One read of
  * its first 2 KiB. */

@@ -459,7 +459,7 @@ static int scan_guest_lvs(const struct snapfs_guest *g, struct snapfs_snapset *s
 						 .im = &d->view, .size = d->view.size,
 						 .target = d->target, .parts = &d->parts };
 	}
-	rc = snapfs_glvs_scan(g->dir, gd, n, &s->glvs);
+	rc = snapfs_glvs_scan(g->dir, gd, n, false, NULL, &s->glvs);
 	return rc == -ENOMEM ? rc : 0;
 }
 
