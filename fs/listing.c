@@ -100,8 +100,8 @@ static int list_lvm(struct snapfs_node *dir, struct snapfs_dir_list *l)
 				continue;
 			n.kind = NODE_LV;
 			n.lv = &vg->lv[i];
-			snapfs_name_escape(n.lv->name, name);
-			rc = add(l, name, &n);
+			snapfs_name_escape(n.lv->name, n.lv_name);
+			rc = add(l, n.lv_name, &n);
 		}
 	}
 	return rc;

@@ -234,15 +234,19 @@ static void image_attr(const struct snapfs_node *n, struct stat *st)
 		snapfs_stat_open_file(n->disk->size, n->disk->allocated, stamp, st);
 }
 
-/* A guest LV: its size as listed, at the time its guest's files show. */
+/* A guest LV: the held set's size and time, else as listed, at the time
+ * its guest's files show. */
 static void lv_attr(const struct snapfs_node *n, struct stat *st)
 {
 	struct snapfs_held held;
+	struct snapfs_partition id;
 	struct timespec stamp = snapfs_snapset_epoch(n->guest->dir);
+	uint64_t size = n->lv->size;
 
 	if (snapfs_snapset_held(n->guest->dir, n->disk->file, SNAPFS_CONTAINER, &held) == 0)
 		stamp = held.stamp;
-	snapfs_stat_open_file(n->lv->size, SNAPFS_ALL_DATA, stamp, st);
+	snapfs_snapset_held_lv(n->guest->dir, n->vg_name, n->lv_name, &size, &id);
+	snapfs_stat_open_file(size, SNAPFS_ALL_DATA, stamp, st);
 }
 
 void snapfs_node_stat(const struct snapfs_node *n, struct stat *st)

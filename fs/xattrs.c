@@ -42,12 +42,17 @@ static int collect_xattrs(const char *path, struct xattrs *x)
 	if (rc < 0)
 		return rc;
 	if (n.kind == NODE_LV) {
+		/* What it holds: in the held set's snapshot, else live. */
+		struct snapfs_partition id = *n.lv_id;
+		uint64_t size;
+
+		snapfs_snapset_held_lv(n.guest->dir, n.vg_name, n.lv_name, &size, &id);
 		xattr_add(x, "user.snapfs.vg", "%s", n.lv->vg);
 		xattr_add(x, "user.snapfs.lv", "%s", n.lv->name);
 		xattr_add(x, "user.snapfs.segtype", "%s", n.lv->segtype);
-		xattr_add(x, "user.snapfs.fstype", "%s", n.lv_id->fstype);
-		xattr_add(x, "user.snapfs.label", "%s", n.lv_id->label);
-		xattr_add(x, "user.snapfs.uuid", "%s", n.lv_id->uuid);
+		xattr_add(x, "user.snapfs.fstype", "%s", id.fstype);
+		xattr_add(x, "user.snapfs.label", "%s", id.label);
+		xattr_add(x, "user.snapfs.uuid", "%s", id.uuid);
 		xattr_add(x, "user.snapfs.snapshot_kind", "%s",
 			  n.disk->kind == SNAPFS_ORIGIN_LV
 				  ? (n.disk->lv.thin ? "lvm-thin" : "lvm")

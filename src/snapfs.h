@@ -772,6 +772,11 @@ int snapfs_snapset_check(struct snapfs_snapset *s, const struct snapfs_snapdisk 
 /* The same for every disk of s: after a read of a guest LV, which may lie
  * on any of them. */
 int snapfs_snapset_check_all(struct snapfs_snapset *s);
+/* For the LV vg/lv (names as shown) of the set guest dir holds: its size,
+ * and what it holds (fstype, label, uuid).  0, or -ENOENT when no set or
+ * no such LV is held. */
+int snapfs_snapset_held_lv(const char *dir, const char *vg, const char *lv, uint64_t *size,
+			   struct snapfs_partition *id);
 /* The guest's own LVs as s read them from its disks, or NULL. */
 const struct snapfs_glvs *snapfs_snapset_glvs(const struct snapfs_snapset *s);
 /* Copy what stat and getxattr show of a held set without creating one:

@@ -459,7 +459,7 @@ static int scan_guest_lvs(const struct snapfs_guest *g, struct snapfs_snapset *s
 						 .im = &d->view, .size = d->view.size,
 						 .target = d->target, .parts = &d->parts };
 	}
-	rc = snapfs_glvs_scan(g->dir, gd, n, false, NULL, &s->glvs);
+	rc = snapfs_glvs_scan(g->dir, gd, n, true, NULL, &s->glvs);
 	return rc == -ENOMEM ? rc : 0;
 }
 
@@ -783,6 +783,27 @@ static const struct snapfs_snapdisk *ready_disk(const struct snapfs_snapset *s,
 						const char *file)
 {
 	return s && s->state == SET_READY ? snapfs_snapset_disk(s, file) : NULL;
+}
+
+int snapfs_snapset_held_lv(const char *dir, const char *vg, const char *lv, uint64_t *size,
+			   struct snapfs_partition *id)
+{
+	const struct snapfs_partition *found = NULL;
+	const struct snapfs_glvm_lv *l = NULL;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&sets_lock);
+	struct snapfs_snapset *s = find_set(dir);
+
+	if (s && s->state == SET_READY)
+		l = snapfs_glvs_lv(s->glvs, vg, lv, &found);
+	if (l) {
+		*size = l->size;
+		*id = *found;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&sets_lock);
+	return rc;
 }
 
 int snapfs_snapset_held(const char *dir, const char *file, unsigned partno,

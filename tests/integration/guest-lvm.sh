@@ -359,13 +359,15 @@ debugfs -R 'ls -l /' $mnt/rhel/vda1.raw 2>/dev/null | grep -q 'vmlinuz-5.14.0-gu
 	fail "rhel's /boot has not its files"
 # root's extents (vda2 starts 9 MiB in, its extents 1 MiB later; root has
 # the first 32) rewritten on the host LV under the open set: the LV file
-# stays what the disk held at the open.  (Its fstype, label and uuid are
-# the listing's, which reads the live disk.)
+# stays what the disk held at the open, and so do its fstype, label and
+# uuid: the held set's.
 root_sha=$(sha_at "$TEST_TMPDIR/rhel.img" $((10 << 20)) $((32 << 20)))
 dd if=/dev/urandom of=/dev/$vg/rhel bs=1M seek=10 count=32 oflag=direct conv=notrunc status=none
 [ "$(sha_at /dev/$vg/rhel $((10 << 20)) $((32 << 20)))" != "$root_sha" ] ||
 	fail "the rewrite did not reach /dev/$vg/rhel"
 [ "$(sha_file $mnt/rhel/lvm/rhel/root)" = "$root_sha" ] || fail "rhel's root changed under the open set"
+[ "$(xattr_of $mnt/rhel/lvm/rhel/root fstype)" = xfs ] ||
+	fail "rhel's root: fstype '$(xattr_of $mnt/rhel/lvm/rhel/root fstype)' while the set holds XFS"
 xfs_db -r -c 'ls /' -c 'ls /etc' $mnt/rhel/lvm/rhel/root >"$TEST_TMPDIR/xfs-ls" ||
 	fail "xfs_db cannot read rhel/lvm/rhel/root"
 for name in etc blob hostname; do
