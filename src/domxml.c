@@ -172,6 +172,17 @@ static int parse(const char *guest, const char *xml, size_t len, xmlDocPtr *docp
 	return ret;
 }
 
+/* parse() of a whole XML text of libvirt's (what names it for log lines),
+ * refused past DOMXML_MAX_SIZE.  0 with *docp, or -errno. */
+static int parse_text(const char *what, const char *xml, xmlDocPtr *docp)
+{
+	size_t len;
+
+	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
+		return -EINVAL;
+	return parse(what, xml, len, docp);
+}
+
 /* ---- reading the tree -------------------------------------------------- */
 
 /* libvirt's elements and attributes are in no namespace. */
@@ -607,16 +618,14 @@ int snapfs_domxml_backup(const char *xml, char **socket, char ***scratch, size_t
 {
 	xmlDocPtr doc = NULL;
 	const xmlNode *root, *c, *disk;
-	size_t len, count = 0;
+	size_t count = 0;
 	char **files = NULL;
 	int ret;
 
 	*socket = NULL;
 	*scratch = NULL;
 	*n = 0;
-	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
-		return -EINVAL;
-	ret = parse("(backup job)", xml, len, &doc);
+	ret = parse_text("(backup job)", xml, &doc);
 	if (ret < 0)
 		return ret;
 	root = xmlDocGetRootElement(doc);
@@ -688,12 +697,9 @@ int snapfs_domxml_dac_label(const char *xml, unsigned *uid, unsigned *gid)
 {
 	xmlDocPtr doc = NULL;
 	const xmlNode *root, *c;
-	size_t len;
 	int ret;
 
-	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
-		return -EINVAL;
-	ret = parse("(live domain)", xml, len, &doc);
+	ret = parse_text("(live domain)", xml, &doc);
 	if (ret < 0)
 		return ret;
 	root = xmlDocGetRootElement(doc);
@@ -722,13 +728,10 @@ int snapfs_domxml_pool_dir(const char *xml, char **dir)
 	xmlDocPtr doc = NULL;
 	const xmlNode *root, *target, *path;
 	const char *type;
-	size_t len;
 	int ret;
 
 	*dir = NULL;
-	if (!xml || (len = strnlen(xml, DOMXML_MAX_SIZE + 1)) > DOMXML_MAX_SIZE)
-		return -EINVAL;
-	ret = parse("(storage pool)", xml, len, &doc);
+	ret = parse_text("(storage pool)", xml, &doc);
 	if (ret < 0)
 		return ret;
 	root = xmlDocGetRootElement(doc);

@@ -1120,6 +1120,40 @@ static void test_backup_xml(void **state UNUSED)
 }
 
 /* The user qemu runs as, from the live XML's DAC label. */
+/* Pools of files give their directory; the others, and a relative or
+ * missing path, none. */
+static void test_pool_dir(void **state UNUSED)
+{
+	static const struct {
+		const char *xml, *want;
+	} cases[] = {
+		{ "<pool type='dir'><name>d</name><target><path>/var/lib/libvirt/images</path>"
+		  "</target></pool>", "/var/lib/libvirt/images" },
+		{ "<pool type='fs'><target><path>/srv/fs</path></target></pool>", "/srv/fs" },
+		{ "<pool type='netfs'><target><path>/mnt/nfs</path></target></pool>", "/mnt/nfs" },
+		{ "<pool type='logical'><target><path>/dev/vg0</path></target></pool>", NULL },
+		{ "<pool type='iscsi'><target><path>/dev/disk/by-path</path></target></pool>", NULL },
+		{ "<pool type='dir'><target><path>relative/dir</path></target></pool>", NULL },
+		{ "<pool type='dir'><target/></pool>", NULL },
+		{ "<domain type='dir'><target><path>/x</path></target></domain>", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *dir = NULL;
+		int rc = snapfs_domxml_pool_dir(cases[i].xml, &dir);
+
+		if (cases[i].want) {
+			assert_int_equal(rc, 0);
+			assert_string_equal(dir, cases[i].want);
+		} else {
+			assert_int_equal(rc, -ENOENT);
+			assert_null(dir);
+		}
+		free(dir);
+	}
+	assert_int_equal(snapfs_domxml_pool_dir("<pool", &(char *){ NULL }), -EINVAL);
+}
+
 static void test_dac_label(void **state UNUSED)
 {
 	unsigned uid = 0, gid = 0;
@@ -1233,6 +1267,7 @@ int main(void)
 		cmocka_unit_test(test_network_disk),
 		cmocka_unit_test(test_xinclude_not_processed),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_pool_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
