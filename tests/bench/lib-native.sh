@@ -106,3 +106,27 @@ function median(list,   a, n, i, j, t) {
 			if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }'
+
+# bench_ext4 SIZE_MIB: ext4 (no reflink: the storage that cannot snapshot
+# itself) on a loop device over a file in $SNAPFS_BENCH_DIR (default
+# /var/tmp), read with direct I/O where that filesystem allows, as
+# bench_xfs does; mounted on $TEST_TMPDIR/ext4; sets EXT4, EXT4_DEV and
+# EXT4_WHERE (for the table).  Its inode tables and journal are written at
+# mkfs, so that no lazy initialisation runs beside the reads.  Undone at exit.
+bench_ext4() {
+	local store dio
+	store=$(mktemp -d "${SNAPFS_BENCH_DIR:-/var/tmp}/snapfs-bench.XXXXXX")
+	add_cleanup "rm -rf '$store'"
+	truncate -s "$1M" "$store/ext4.img"
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$store/ext4.img" ||
+		fail "mkfs.ext4"
+	EXT4=$TEST_TMPDIR/ext4
+	mkdir -p "$EXT4"
+	EXT4_DEV=$(losetup --find --show --direct-io=on "$store/ext4.img" 2>/dev/null ||
+		losetup --find --show "$store/ext4.img") || fail "losetup"
+	add_cleanup "losetup -d '$EXT4_DEV'"
+	mount -t ext4 "$EXT4_DEV" "$EXT4" || fail "mount the ext4 image"
+	add_cleanup "umount '$EXT4'"
+	dio=$(cat "/sys/block/${EXT4_DEV#/dev/}/loop/dio" 2>/dev/null || echo 0)
+	EXT4_WHERE="ext4 on $EXT4_DEV (direct I/O $([ "$dio" = 1 ] && echo on || echo off)) over a file in ${SNAPFS_BENCH_DIR:-/var/tmp} ($(stat -f -c %T "${SNAPFS_BENCH_DIR:-/var/tmp}"))"
+}
