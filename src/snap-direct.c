@@ -276,9 +276,11 @@ static void direct_watch(struct snapfs_snapdisk *const *ds, size_t n)
 		char why[600];
 		bool seen = false;
 
+		if (!gd)
+			continue;
 		for (size_t j = 0; j < i && !seen; j++)
 			seen = ds[j]->guard && !strcmp(ds[j]->guard->uuid, gd->uuid);
-		if (seen || !gd || snapfs_snapdisk_dropped(ds[i]) ||
+		if (seen || snapfs_snapdisk_dropped(ds[i]) ||
 		    snapfs_elapsed(&gd->checked) < STATE_CHECK_S)
 			continue;
 		clock_gettime(CLOCK_MONOTONIC, &gd->checked);
