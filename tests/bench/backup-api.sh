@@ -160,25 +160,21 @@ read_subject() {
 	nbdcopy-disk) nbdcopy -- "$uri" null: ;;
 	nbdkeep-disk) nbdcopy -- "$uri" "$out/x" && rm -f "$out/x" ;;
 	origin-disk) dd if="$disk" of=/dev/null bs=1M iflag=direct status=none ;;
-	# Not measured: the origin file, buffered, as READER reads.
-	prime-disk) read_with "$3" "$disk" ;;
-	prime-part)
-		dd if="$disk" of=/dev/null bs="$([ "$3" = dd4k ] && echo 4k || echo 1M)" \
-			iflag=skip_bytes,count_bytes skip=$part_off count=$part_len status=none
-		;;
 	esac
 }
 res=$work/results # round region reader subject bytes usecs snapfs nbdfuse qemu (ticks)
 # measure ROUND REGION READER SUBJECT...: one cold read each, in turn.
-# The same reader on the origin file goes first, not measured: on a VM that
+# The first subject reads once more before, not measured: on a VM that
 # hands freed memory back to its host, the first of a run of like reads
 # pays for faulting that memory in again, whichever subject it is.
 measure() {
-	local r=$1 region=$2 reader=$3 s bytes s0 n0 q0 t0 t1
+	local r=$1 region=$2 reader=$3 s first bytes s0 n0 q0 t0 t1
 	shift 3
 	bytes=$([ "$region" = disk ] && echo $((disk_mib << 20)) || echo $part_len)
+	first=$1
+	[ "$first-$reader" != nbdfuse-tarS ] || [ "$nf_notar" = 0 ] || first=${2:-$1}
 	drop_caches
-	read_subject prime "$region" "$reader" || fail "$reader of the origin"
+	read_subject "$first" "$region" "$reader" || fail "$reader of $first $region"
 	for s in "$@"; do
 		[ "$s-$reader" != nbdfuse-tarS ] || [ "$nf_notar" = 0 ] || continue
 		drop_caches
