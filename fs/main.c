@@ -111,6 +111,18 @@ static void forget_attrs(const char *dir)
 	free(ino);
 }
 
+/* A snapshot of the guest's held set stopped answering: drop the pages the
+ * kernel cached of its files, so that their next reads reach us and fail. */
+static void forget_bytes(const char *dir)
+{
+	size_t n;
+	fuse_ino_t *ino = snapfs_inode_under(dir, &n);
+
+	for (size_t i = 0; i < n; i++)
+		fuse_lowlevel_notify_inval_inode(session, ino[i], 0, 0);
+	free(ino);
+}
+
 static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owner)
 {
 	struct fuse_loop_config *loop_cfg = NULL;
@@ -128,6 +140,7 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.scratch_reserve_text = o->scratch_reserve_text,
 		.run_dir = o->run_dir,
 		.epoch_moved = forget_attrs,
+		.bytes_dropped = forget_bytes,
 	};
 	struct fuse_session *se;
 	int rc = 1;

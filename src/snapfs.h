@@ -616,6 +616,12 @@ struct snapfs_snapset_config {
 	 * is removed), with the guest's directory name, under the sets' lock:
 	 * what caches their attributes must forget them.  May be NULL. */
 	void (*epoch_moved)(const char *dir);
+	/* Called when a snapshot of the guest's held set stops answering
+	 * reads (a guard tripped, a job ended, a clone dropped), from the
+	 * watcher with no lock held: what caches the files' bytes must forget
+	 * them, so that the next read fails rather than answer from a cache.
+	 * May be NULL. */
+	void (*bytes_dropped)(const char *dir);
 };
 
 /* The bytes a file shows (image.c): a snapshot's own, or the disk a qcow2

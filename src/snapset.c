@@ -38,6 +38,7 @@ struct snapfs_snapset {
 	size_t n;
 	struct snapfs_glvs *glvs;    /* the guest's own LVs, read from disk; or NULL */
 	bool invalid_logged;         /* under sets_lock */
+	bool bytes_dropped;          /* a disk dropped and the caller told (watcher) */
 	bool frozen;                 /* taken with the guest frozen */
 	unsigned watching;           /* the watcher looks at its disks: not removed
 				      * until it is done */
@@ -1039,6 +1040,52 @@ static void unwatch(struct watched *w)
 	pthread_mutex_unlock(&sets_lock);
 }
 
+/* The directories of READY sets with a disk dropped since the last look
+ * (*n of them; NULL when none or out of memory: the next look retries).
+ * Under sets_lock. */
+static char (*collect_dropped(size_t *n))[SNAPFS_NAME_MAX + 1]
+{
+	char (*dirs)[SNAPFS_NAME_MAX + 1] = NULL;
+	size_t m = 0;
+
+	*n = 0;
+	for (struct snapfs_snapset *s = sets; s; s = s->next)
+		if (s->state == SET_READY && !s->bytes_dropped)
+			m++;
+	if (!m || !(dirs = calloc(m, sizeof(*dirs))))
+		return NULL;
+	for (struct snapfs_snapset *s = sets; s; s = s->next) {
+		if (s->state != SET_READY || s->bytes_dropped)
+			continue;
+		for (size_t i = 0; i < s->n; i++) {
+			if (snapfs_snapdisk_dropped(&s->disk[i])) {
+				s->bytes_dropped = true;
+				memcpy(dirs[(*n)++], s->dir, sizeof(s->dir));
+				break;
+			}
+		}
+	}
+	return dirs;
+}
+
+/* Cached bytes of a dropped snapshot would still answer reads (the old,
+ * right bytes, but from a set that no longer holds): have them forgotten,
+ * with no lock held, as the kernel may wait on reads in flight. */
+static void forget_dropped(void)
+{
+	char (*dirs)[SNAPFS_NAME_MAX + 1];
+	size_t n;
+
+	if (!config.bytes_dropped)
+		return;
+	pthread_mutex_lock(&sets_lock);
+	dirs = collect_dropped(&n);
+	pthread_mutex_unlock(&sets_lock);
+	for (size_t i = 0; i < n; i++)
+		config.bytes_dropped(dirs[i]);
+	free(dirs);
+}
+
 static void *watcher_main(void *arg)
 {
 	pthread_mutex_lock(&sets_lock);
@@ -1055,6 +1102,7 @@ static void *watcher_main(void *arg)
 			watch_all(&w);
 		unwatch(&w);
 		watched_free(&w);
+		forget_dropped();
 		pthread_mutex_lock(&sets_lock);
 		clock_gettime(CLOCK_MONOTONIC, &until);
 		if (any) {

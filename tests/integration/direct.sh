@@ -183,5 +183,9 @@ guest_blk_clean cold
 grep -qE "guest cold disk vda\.raw: (the guest was started|.*is open for writing in a qemu)" "$SNAPFS_LOG" ||
 	fail "no line for the start: $(tail -n 3 "$SNAPFS_LOG")"
 [ "$(read_errno 3 0 512)" = EIO ] || fail "a read after the start did not fail"
+# The records' region was read over and over: its pages were cached, and
+# they must have been forgotten, not answered from the cache.
+[ "$(read_errno 3 $((2 << 20)) 65536)" = EIO ] ||
+	fail "a read of pages cached before the start did not fail"
 exec 3<&-
 log "ok"
