@@ -304,8 +304,8 @@ static void read_error(struct snapfs_file *f, uint64_t off, int err)
 			     f->disk->origin_path,
 			     (unsigned long long)off,
 			     err == ENODATA ? "unexpected end of file" : strerror(err));
-	else if (f->img->kind == SNAPFS_IMAGE_NBD)
-		return; /* nbd.c said why, once per export */
+	else if (f->img->kind == SNAPFS_IMAGE_NBD || f->disk->kind == SNAPFS_ORIGIN_RBD)
+		return; /* nbd.c or snap-rbd.c said why, once */
 	else
 		snapfs_error("guest %s disk %s: read of snapshot %s/%s at byte %llu failed: %s",
 			     f->disk->guest, f->disk->file, f->disk->vg, f->disk->snap,

@@ -20,7 +20,8 @@ static void owner_tag(const char *mountpoint, char *out, size_t outlen)
 		 (unsigned long long)snapfs_name_hash(mountpoint, strlen(mountpoint)));
 }
 
-static int cleanup_only(const char *mountpoint, const char *uri, const char *scratch)
+static int cleanup_only(const char *mountpoint, const char *uri, const char *scratch,
+			const char *host_id)
 {
 	char owner[64];
 	char real[PATH_MAX];
@@ -58,6 +59,13 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 		 * no job of snapfs's can be aborted now, and none is lost. */
 		fprintf(stderr, "snapfs: backup jobs not swept: libvirt cannot be reached (said "
 				"above)\n");
+	if (!uri || strncmp(uri, "lvm:", 4)) {
+		n = snapfs_rbd_sweep(uri, host_id, mountpoint ? owner : NULL);
+		snapfs_rbd_shutdown();
+		if (n > 0)
+			printf("snapfs: removed %d leftover RBD snapshot(s)%s%s\n", n,
+			       mountpoint ? " of " : "", mountpoint ? real : "");
+	}
 	return failed ? 1 : 0;
 }
 
@@ -139,6 +147,9 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 		.scratch_reserve = o->scratch_reserve,
 		.scratch_reserve_text = o->scratch_reserve_text,
 		.run_dir = o->run_dir,
+		.host_id = o->host_id,
+		.rbd_reserve = o->rbd_reserve,
+		.rbd_reserve_text = o->rbd_reserve_text,
 		.epoch_moved = forget_attrs,
 		.bytes_dropped = forget_bytes,
 	};
@@ -219,7 +230,7 @@ int main(int argc, char **argv)
 	snapfs_log_init(false, o.debug_mask);
 	snapfs_lvm_configure(NULL, (int)o.lvm_timeout * 1000);
 	if (o.cleanup) {
-		rc = cleanup_only(o.mountpoint, o.source, o.scratch_dir);
+		rc = cleanup_only(o.mountpoint, o.source, o.scratch_dir, o.host_id);
 		goto out;
 	}
 	rc = 1;
@@ -250,6 +261,10 @@ int main(int argc, char **argv)
 		if (n > 0)
 			snapfs_info("aborted %d backup job(s) left behind by an earlier run on %s",
 				    n, real);
+		n = snapfs_rbd_sweep(o.source, o.host_id, owner);
+		if (n > 0)
+			snapfs_info("removed %d RBD snapshot(s) left behind by an earlier run on %s",
+				    n, real);
 		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0)
 			o.run_dir = run_dir;
 	}
@@ -262,8 +277,10 @@ int main(int argc, char **argv)
 		goto out_source;
 	}
 	snapfs_catalog_put(cat);
-	/* Not carried across the fork into the background. */
+	/* Not carried across the fork into the background: librados's
+	 * threads would not be there in the child. */
 	snapfs_source_libvirt_disconnect();
+	snapfs_rbd_shutdown();
 	snapfs_fs_opts = &o;
 	/* Mount on the absolute path: the daemon's cwd becomes / and fuse_unmount
 	 * must find the same mount. */

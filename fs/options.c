@@ -49,6 +49,8 @@ static const struct fuse_opt spec_direct[] = {
 	{ "scratch_dir=%s", offsetof(struct snapfs_opts, scratch_dir), 0 },
 	{ "scratch_reserve=%s", offsetof(struct snapfs_opts, scratch_reserve_text), 0 },
 	{ "gid=%s", offsetof(struct snapfs_opts, gid_text), 0 },
+	{ "host_id=%s", offsetof(struct snapfs_opts, host_id), 0 },
+	{ "rbd_reserve=%s", offsetof(struct snapfs_opts, rbd_reserve_text), 0 },
 	FUSE_OPT_END,
 };
 
@@ -245,6 +247,20 @@ static int finish(struct parse_state *st)
 			o->scratch_reserve_text);
 		return -EINVAL;
 	}
+	if (!o->rbd_reserve_text && !(o->rbd_reserve_text = strdup(SNAPFS_RESERVE_DEFAULT)))
+		return -ENOMEM;
+	if (snapfs_reserve_parse(o->rbd_reserve_text, &o->rbd_reserve) < 0) {
+		fprintf(stderr, "snapfs: rbd_reserve=%s: expected a size such as 2G or "
+				"512M, or a share of the cluster such as 5%%\n",
+			o->rbd_reserve_text);
+		return -EINVAL;
+	}
+	if (o->host_id && (!*o->host_id || strlen(o->host_id) > 32 ||
+			   o->host_id[strspn(o->host_id, "abcdefghijklmnopqrstuvwxyz0123456789-")])) {
+		fprintf(stderr, "snapfs: host_id=%s: expected 1 to 32 of [a-z0-9-]\n",
+			o->host_id);
+		return -EINVAL;
+	}
 	if (!o->scratch_dir && !(o->scratch_dir = strdup(SNAPFS_SCRATCH_DIR_DEFAULT)))
 		return -ENOMEM;
 	if (o->scratch_dir[0] != '/' || strlen(o->scratch_dir) > 900) {
@@ -319,6 +335,8 @@ void snapfs_opts_free(struct snapfs_opts *o)
 	free(o->scratch_reserve_text);
 	free(o->scratch_dir);
 	free(o->gid_text);
+	free(o->host_id);
+	free(o->rbd_reserve_text);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -353,6 +371,12 @@ void snapfs_opts_usage(const char *prog)
 	       "                           (default " SNAPFS_SCRATCH_DIR_DEFAULT ")\n"
 	       "    -o scratch_reserve=SIZE  free space kept there: under it a backup job\n"
 	       "                           is ended (2G, 512M, or 5%% of it: the default)\n"
+	       "    -o rbd_reserve=SIZE    free space left to the guests on a Ceph cluster\n"
+	       "                           holding RBD snapshots: under it, or when the\n"
+	       "                           cluster is near full, they are dropped (2G, 512M,\n"
+	       "                           or 5%%, the default)\n"
+	       "    -o host_id=ID          this host in RBD snapshots' names, [a-z0-9-]\n"
+	       "                           (default: /etc/machine-id)\n"
 	       "    -o linger=SECONDS      keep a snapshot set this long after its last\n"
 	       "                           file is closed, so that a backup tool that copies\n"
 	       "                           a guest's files one after the other gets them all\n"

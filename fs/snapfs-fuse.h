@@ -24,6 +24,9 @@ struct snapfs_opts {
 	char *scratch_reserve_text; /* -o scratch_reserve=, SNAPFS_RESERVE_DEFAULT */
 	struct snapfs_reserve scratch_reserve;
 	const char *run_dir;   /* this mount's runtime directory, or NULL */
+	char *host_id;         /* -o host_id=, this host in RBD snapshots' names */
+	char *rbd_reserve_text; /* -o rbd_reserve=, SNAPFS_RESERVE_DEFAULT */
+	struct snapfs_reserve rbd_reserve;
 	unsigned linger;       /* -o linger=SECONDS, SNAPFS_LINGER_DEFAULT */
 	double cache;          /* -o cache=SECONDS, guest discovery cache */
 	unsigned lvm_timeout;  /* -o lvm_timeout=SECONDS */

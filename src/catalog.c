@@ -105,6 +105,25 @@ static int fd_read(void *fd, void *buf, size_t len, uint64_t off)
 	return r == (ssize_t)len ? 0 : -EIO;
 }
 
+/* The same for an RBD image, read through librbd. */
+static void read_live_rbd_table(struct snapfs_guest *g, struct snapfs_disk *d)
+{
+	struct snapfs_rbd *r;
+	char err[512];
+	uint64_t size;
+
+	if (snapfs_rbd_open(d->rbd, NULL, false, &r, err, sizeof(err)) < 0) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", g->dir,
+			     d->target, d->path, err);
+		return;
+	}
+	size = snapfs_rbd_size(r);
+	snapfs_partitions_read_from(snapfs_rbd_read_cb, r, size, d->sector_size, g->dir,
+				    d->target, &d->parts);
+	d->whole_pv = !d->parts.n && snapfs_glvs_has_label(snapfs_rbd_read_cb, r, size);
+	snapfs_rbd_close(r);
+}
+
 /* The partition table of the live raw origin d, for listings only. */
 static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 {
@@ -113,6 +132,10 @@ static void read_live_table(struct snapfs_guest *g, struct snapfs_disk *d)
 	uint64_t size;
 	int fd;
 
+	if (d->kind == SNAPFS_ORIGIN_RBD) {
+		read_live_rbd_table(g, d);
+		return;
+	}
 	if (d->kind == SNAPFS_ORIGIN_BACKUP && !d->live_raw)
 		return; /* shown once a set is held: qemu reads it */
 	if (d->kind != SNAPFS_ORIGIN_LV)

@@ -84,6 +84,15 @@ ssize_t snapfs_device_pread(const struct snapfs_snapdisk *d, void *buf, size_t l
 		}
 		len = (size_t)(snapfs_thinmap_seek(&d->map, off, off + len, SEEK_HOLE) - off);
 	}
+	if (d->kind == SNAPFS_ORIGIN_RBD) {
+		int rc = snapfs_rbd_disk_pread(d, buf, len, off);
+
+		if (rc < 0) {
+			errno = -rc;
+			return -1;
+		}
+		return (ssize_t)len;
+	}
 	/* O_DIRECT wants the buffer, the length and the offset aligned to the
 	 * device's logical blocks; the kernel's page-cache reads always are,
 	 * but for a file's last, short page. */

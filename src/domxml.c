@@ -440,6 +440,7 @@ static void disk_free(struct snapfs_xml_disk *d)
 	free(d->dev);
 	free(d->pool);
 	free(d->volume);
+	free(d->rbd);
 }
 
 static int append_disk(struct walk *w, const struct disk_view *v, unsigned sector_size)
@@ -487,6 +488,142 @@ nomem:
 	return -ENOMEM;
 }
 
+/* ---- Ceph RBD sources -------------------------------------------------- */
+
+#define RBD_HOSTS_MAX 8
+
+/* One component of an RBD name: 1 to max-1 bytes, none of '/', '@' (a
+ * snapshot), ':' (qemu's old option syntax) or control bytes. */
+static bool rbd_component_ok(const char *s, size_t len, size_t max)
+{
+	if (!len || len >= max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || strchr("/@:", s[i]))
+			return false;
+	return true;
+}
+
+/* "POOL/IMAGE" or "POOL/NAMESPACE/IMAGE" into out. */
+static const char *rbd_name(const char *name, struct snapfs_rbd_spec *out)
+{
+	const char *a = name ? strchr(name, '/') : NULL;
+	const char *b = a ? strchr(a + 1, '/') : NULL;
+	const char *image = b ? b + 1 : a ? a + 1 : NULL;
+
+	if (!a || (b && strchr(b + 1, '/')) || !rbd_component_ok(name, (size_t)(a - name), 128) ||
+	    (b && !rbd_component_ok(a + 1, (size_t)(b - a - 1), 128)) ||
+	    !rbd_component_ok(image, strlen(image), 96))
+		return "rbd source name is not POOL/IMAGE or POOL/NAMESPACE/IMAGE of plain names";
+	snprintf(out->pool, sizeof(out->pool), "%.*s", (int)(a - name), name);
+	if (b)
+		snprintf(out->ns, sizeof(out->ns), "%.*s", (int)(b - a - 1), a + 1);
+	snprintf(out->image, sizeof(out->image), "%s", image);
+	return NULL;
+}
+
+/* The monitors of <host name port> elements, as Ceph's mon_host. */
+static const char *rbd_hosts(const xmlNode *source, struct snapfs_rbd_spec *out)
+{
+	size_t o = 0, n = 0;
+
+	for (const xmlNode *h = source->children; h; h = h->next) {
+		const char *name = attr(h, "name"), *port = attr(h, "port");
+		bool v6;
+
+		if (!is_element(h, "host"))
+			continue;
+		if (++n > RBD_HOSTS_MAX)
+			return "more than 8 <host> elements";
+		if (!name || !*name || strlen(name) > 255 ||
+		    !has_only(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				    "0123456789.-:"))
+			return "an rbd <host name> is not a host name or address";
+		if (port && (!*port || strlen(port) > 5 || !has_only(port, "0123456789") ||
+			     atoi(port) > 65535))
+			return "an rbd <host port> is not a port number";
+		v6 = strchr(name, ':') != NULL;
+		o += (size_t)snprintf(out->mon_host + o, sizeof(out->mon_host) - o, "%s%s%s%s%s%s",
+				      o ? "," : "", v6 ? "[" : "", name, v6 ? "]" : "",
+				      port ? ":" : "", port ? port : "");
+		if (o >= sizeof(out->mon_host))
+			return "the rbd <host> elements are too long";
+	}
+	return NULL;
+}
+
+/* <auth username> and its <secret type='ceph' uuid|usage>, under the
+ * source or, as older XML has it, the disk. */
+static const char *rbd_auth(const xmlNode *disk, const xmlNode *source,
+			    struct snapfs_rbd_spec *out)
+{
+	const xmlNode *auth = first_child(source, "auth");
+	const xmlNode *secret;
+	const char *user, *uuid, *usage;
+
+	if (!auth)
+		auth = first_child(disk, "auth");
+	if (!auth)
+		return NULL;
+	user = attr(auth, "username");
+	if (!user || !*user || strlen(user) >= sizeof(out->user) ||
+	    !has_only(user, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"))
+		return "rbd <auth username> is not a plain Ceph user name";
+	snprintf(out->user, sizeof(out->user), "%s", user);
+	secret = first_child(auth, "secret");
+	uuid = attr(secret, "uuid");
+	usage = attr(secret, "usage");
+	if (uuid && (strlen(uuid) != 36 || !has_only(uuid, "0123456789abcdefABCDEF-")))
+		return "rbd <secret uuid> is not a UUID";
+	if (usage && (!*usage || strlen(usage) >= sizeof(out->secret_usage) || has_control(usage)))
+		return "rbd <secret usage> is empty, too long or has control characters";
+	snprintf(out->secret_uuid, sizeof(out->secret_uuid), "%s", uuid ? uuid : "");
+	snprintf(out->secret_usage, sizeof(out->secret_usage), "%s",
+		 !uuid && usage ? usage : "");
+	return NULL;
+}
+
+/* The RBD image of network disk node, into *out (NULL when it is none that
+ * snapfs snapshots itself: a snapshot named in the XML, or refused with a
+ * warning, which leaves it to the backup API). */
+static int read_rbd(struct walk *w, const xmlNode *disk, const char *target,
+		    struct snapfs_rbd_spec **out)
+{
+	const xmlNode *source = first_child(disk, "source");
+	const char *conf = child_attr(source, "config", "file");
+	struct snapfs_rbd_spec *spec;
+	const char *why;
+
+	*out = NULL;
+	if (first_child(source, "snapshot")) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s: disk %s names an RBD snapshot: not "
+			     "snapshotted again", w->guest, target);
+		return 0;
+	}
+	spec = calloc(1, sizeof(*spec));
+	if (!spec)
+		return -ENOMEM;
+	why = rbd_name(attr(source, "name"), spec);
+	if (!why)
+		why = rbd_hosts(source, spec);
+	if (!why)
+		why = rbd_auth(disk, source, spec);
+	if (!why && conf) {
+		if (conf[0] != '/' || strlen(conf) >= sizeof(spec->conf) || has_control(conf))
+			why = "rbd <config file> is not an absolute path";
+		else
+			snprintf(spec->conf, sizeof(spec->conf), "%s", conf);
+	}
+	if (why) {
+		snapfs_warn("guest %s: disk %s is no RBD image snapfs can snapshot: %s", w->guest,
+			    target, why);
+		free(spec);
+		return 0;
+	}
+	*out = spec;
+	return 0;
+}
+
 /* ---- the walk ---------------------------------------------------------- */
 
 static int read_disk(struct walk *w, const xmlNode *node)
@@ -516,6 +653,18 @@ static int read_disk(struct walk *w, const xmlNode *node)
 		snapfs_warn("guest %s: disk %s skipped: another disk has this target",
 			    w->guest, target);
 		return 0;
+	}
+	if (!strcmp(v.type ? v.type : "file", "network") && !strcmp(v.protocol, "rbd")) {
+		struct snapfs_rbd_spec *rbd;
+		int rc = read_rbd(w, node, target, &rbd);
+
+		if (rc == 0)
+			rc = append_disk(w, &v, sector_size);
+		if (rc == 0 && rbd)
+			w->disks.disk[w->disks.n - 1].rbd = rbd;
+		else
+			free(rbd);
+		return rc;
 	}
 	return append_disk(w, &v, sector_size);
 }

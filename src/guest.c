@@ -16,6 +16,7 @@ void snapfs_guests_free(struct snapfs_guest *g, size_t n)
 			snapfs_partitions_free(&g[i].disk[d].parts);
 			free(g[i].disk[d].path);
 			free(g[i].disk[d].layer);
+			snapfs_rbd_spec_free(g[i].disk[d].rbd);
 		}
 		free(g[i].disk);
 		snapfs_glvs_free(g[i].glvs);
@@ -91,11 +92,13 @@ static int add_disk(struct snapfs_guest *g, struct snapfs_disk *d, const char *t
 		snapfs_warn("guest %s: disk %s clashes with another file name; left out",
 			    shown, target);
 		free(d->path);
+		snapfs_rbd_spec_free(d->rbd);
 		return 0;
 	}
 	nd = realloc(g->disk, (g->ndisks + 1) * sizeof(*nd));
 	if (!nd) {
 		free(d->path);
+		snapfs_rbd_spec_free(d->rbd);
 		return -ENOMEM;
 	}
 	g->disk = nd;
@@ -131,6 +134,38 @@ int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uin
 		return -ENOMEM;
 	/* qemu reads the image: the file is the disk as the guest sees it. */
 	return add_disk(g, &d, target, "raw", sector_size);
+}
+
+int snapfs_guest_add_rbd_disk(struct snapfs_guest *g, const struct snapfs_rbd_spec *spec,
+			      uint64_t size, const char *target, const char *format,
+			      unsigned sector_size)
+{
+	char name[300];
+	struct snapfs_disk d;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = SNAPFS_ORIGIN_RBD;
+	d.lv.major = d.lv.minor = -1;
+	d.size = size;
+	d.allocated = SNAPFS_ALL_DATA;
+	snapfs_rbd_name(spec, name, sizeof(name));
+	d.rbd = malloc(sizeof(*d.rbd));
+	d.path = strdup(name);
+	if (!d.rbd || !d.path) {
+		free(d.rbd);
+		free(d.path);
+		return -ENOMEM;
+	}
+	*d.rbd = *spec;
+	return add_disk(g, &d, target, format, sector_size);
+}
+
+void snapfs_rbd_spec_free(struct snapfs_rbd_spec *spec)
+{
+	if (!spec)
+		return;
+	explicit_bzero(spec->key, sizeof(spec->key));
+	free(spec);
 }
 
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
@@ -193,6 +228,7 @@ const struct snapfs_mechanism *const snapfs_mechanisms[] = {
 	&snapfs_mech_reflink,
 	&snapfs_mech_direct,
 	&snapfs_mech_libvirt,
+	&snapfs_mech_rbd,
 	NULL,
 };
 
@@ -208,6 +244,8 @@ const struct snapfs_mechanism *snapfs_mechanism_of(enum snapfs_origin_kind kind,
 		return &snapfs_mech_lvm;
 	case SNAPFS_ORIGIN_FILE:
 		return direct ? &snapfs_mech_direct : &snapfs_mech_reflink;
+	case SNAPFS_ORIGIN_RBD:
+		return &snapfs_mech_rbd;
 	case SNAPFS_ORIGIN_BACKUP:
 		break;
 	}

@@ -23,6 +23,7 @@
 struct live {
 	int fd[SNAPFS_CHAIN_MAX];
 	size_t n;
+	struct snapfs_rbd *rbd;       /* an RBD disk's image (its only layer) */
 	struct snapfs_chain chain;
 };
 
@@ -32,6 +33,27 @@ static void live_close(struct live *l)
 	for (size_t i = 0; i < l->n; i++)
 		close(l->fd[i]);
 	l->n = 0;
+	snapfs_rbd_close(l->rbd);
+	l->rbd = NULL;
+}
+
+/* An RBD disk's image, live, as the top layer. */
+static int open_rbd_layer(struct live *l, const char *guest, const struct snapfs_disk *d,
+			  const char *format)
+{
+	struct snapfs_qcow2_io io;
+	char err[512];
+	int rc = snapfs_rbd_open(d->rbd, NULL, false, &l->rbd, err, sizeof(err));
+
+	if (rc < 0) {
+		snapfs_debug(SNAPFS_DBG_GUESTS, "guest %s disk %s: open %s: %s", guest,
+			     d->target, d->path, err);
+		return rc;
+	}
+	io = (struct snapfs_qcow2_io){ .pread = snapfs_rbd_read_cb, .opaque = l->rbd,
+				       .size = snapfs_rbd_size(l->rbd), .guest = guest,
+				       .disk = d->target };
+	return snapfs_chain_push(&l->chain, &io, format);
 }
 
 static void refused(const char *guest, const struct snapfs_disk *d, const char *why)
@@ -58,6 +80,8 @@ static int open_layer(struct live *l, const char *guest, const struct snapfs_dis
 	uint64_t size;
 	int fd;
 
+	if (d->kind == SNAPFS_ORIGIN_RBD)
+		return open_rbd_layer(l, guest, d, format);
 	if (!lv)
 		origin = file;
 	else if (lv->major < 0)
@@ -158,6 +182,10 @@ static int follow_chain(struct live *l, const char *guest, struct snapfs_disk *d
 		}
 		if (l->chain.n == SNAPFS_CHAIN_MAX) {
 			*why = "its backing chain is deeper than snapfs follows";
+			return 1;
+		}
+		if (d->kind == SNAPFS_ORIGIN_RBD) {
+			*why = "it has a backing file, and chains of RBD images are not followed";
 			return 1;
 		}
 		if (d->kind == SNAPFS_ORIGIN_FILE) {
@@ -320,6 +348,12 @@ int snapfs_live_open(const char *guest, const struct snapfs_disk *d, struct snap
 	} else if (snapfs_disk_is_container(d) ||
 		   (d->kind == SNAPFS_ORIGIN_BACKUP && !d->live_raw)) {
 		rc = -ENOTSUP; /* no guest's view to read live */
+	} else if (d->kind == SNAPFS_ORIGIN_RBD) {
+		char err[512];
+
+		rc = snapfs_rbd_open(d->rbd, NULL, false, &lv->l.rbd, err, sizeof(err));
+		if (rc == 0)
+			lv->size = snapfs_rbd_size(lv->l.rbd);
 	} else {
 		if (d->kind == SNAPFS_ORIGIN_LV &&
 		    (d->lv.major < 0 ||
@@ -345,6 +379,8 @@ int snapfs_live_read(void *live, void *buf, size_t len, uint64_t off)
 	struct snapfs_live *lv = live;
 	ssize_t r;
 
+	if (lv->fd < 0 && !lv->l.chain.n && lv->l.rbd)
+		return snapfs_rbd_read(lv->l.rbd, buf, len, off);
 	if (lv->fd < 0)
 		return snapfs_chain_read(&lv->l.chain, buf, len, off);
 	r = pread(lv->fd, buf, len, (off_t)off);

@@ -88,6 +88,20 @@ enum snapfs_source_kind {
 	SNAPFS_SOURCE_NETWORK, /* dev is "PROTOCOL:NAME", for log lines and xattrs */
 };
 
+/* Where a Ceph RBD image is, as a domain XML's network disk says (and how
+ * qemu would reach it): checked, fit for log lines. */
+struct snapfs_rbd_spec {
+	char pool[128];
+	char ns[128];          /* its RADOS namespace, "" for none */
+	char image[128];
+	char user[64];         /* <auth username>, "" for Ceph's default (admin) */
+	char mon_host[1024];   /* from <host name port>: "a:p,b:p"; "" from the conf */
+	char conf[4096];       /* <config file>, "" for Ceph's own search */
+	char secret_uuid[40];  /* <secret type='ceph' uuid>, or */
+	char secret_usage[256]; /* usage; both "" for the keyring the conf names */
+	char key[128];         /* the key, read from that libvirt secret; "" */
+};
+
 struct snapfs_xml_disk {
 	char *target;   /* <target dev=...>, checked to be a plain name */
 	char *format;   /* <driver type=...>, "raw" when absent */
@@ -97,6 +111,7 @@ struct snapfs_xml_disk {
 	char *pool;     /* SNAPFS_SOURCE_POOL: <source pool=... volume=...> */
 	char *volume;
 	unsigned sector_size; /* <blockio logical_block_size>, 512 when absent */
+	struct snapfs_rbd_spec *rbd; /* a network disk of protocol rbd, or NULL */
 };
 
 struct snapfs_xml_disks {
@@ -399,7 +414,8 @@ void snapfs_source_free(struct snapfs_source *src);
  * regular file on XFS or btrfs (a reflink clone), or any disk of a running
  * guest whose storage cannot snapshot itself (libvirt's backup API: qemu
  * keeps the point-in-time view and exports it over NBD). */
-enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE, SNAPFS_ORIGIN_BACKUP };
+enum snapfs_origin_kind { SNAPFS_ORIGIN_LV, SNAPFS_ORIGIN_FILE, SNAPFS_ORIGIN_BACKUP,
+			  SNAPFS_ORIGIN_RBD };
 
 /* -o snapshot=: which mechanism a guest's set uses.  AUTO: its storage's,
  * where every disk of the guest has one, else the backup API for a running
@@ -440,6 +456,8 @@ struct snapfs_disk {
 					   * filesystem cannot clone */
 	bool shut_off;                    /* FILE: its guest is shut off, so layers that
 					   * cannot be cloned may be read directly */
+	struct snapfs_rbd_spec *rbd;      /* SNAPFS_ORIGIN_RBD: the image (path is
+					   * "POOL/IMAGE") */
 	uint64_t size;                    /* the origin's size when listed */
 	uint64_t allocated;               /* bytes holding data, or SNAPFS_ALL_DATA */
 	dev_t dev;                        /* its st_dev and st_ino when listed */
@@ -511,6 +529,11 @@ int snapfs_guest_add_disk(struct snapfs_guest *g, const struct snapfs_lv *lv,
  * in struct snapfs_disk. */
 int snapfs_guest_add_backup_disk(struct snapfs_guest *g, const char *source, uint64_t size,
 				 bool live_raw, const char *target, unsigned sector_size);
+/* The same for a Ceph RBD image (spec is copied), of size bytes. */
+int snapfs_guest_add_rbd_disk(struct snapfs_guest *g, const struct snapfs_rbd_spec *spec,
+			      uint64_t size, const char *target, const char *format,
+			      unsigned sector_size);
+void snapfs_rbd_spec_free(struct snapfs_rbd_spec *spec);
 /* The same for a regular file (path, and what stat said of it); direct:
  * read from the origin itself (see snapfs_disk). */
 int snapfs_guest_add_file_disk(struct snapfs_guest *g, const char *path,
@@ -612,6 +635,9 @@ struct snapfs_snapset_config {
 	struct snapfs_reserve scratch_reserve; /* -o scratch_reserve= */
 	const char *scratch_reserve_text;
 	const char *run_dir;    /* this mount's private runtime directory (sockets) */
+	const char *host_id;    /* -o host_id=: this host, in RBD snapshots' names */
+	struct snapfs_reserve rbd_reserve; /* -o rbd_reserve= */
+	const char *rbd_reserve_text;
 	/* Called when a guest's files start showing a new time (a set of it
 	 * is removed), with the guest's directory name, under the sets' lock:
 	 * what caches their attributes must forget them.  May be NULL. */
@@ -683,6 +709,11 @@ struct snapfs_snapdisk {
 	struct snapfs_job *job;       /* the set's one backup job */
 	struct snapfs_guard *guard;   /* DIRECT: what must not change */
 	struct snapfs_nbd *nbd;       /* its export of this disk */
+	/* SNAPFS_ORIGIN_RBD */
+	struct snapfs_rbd_spec *rbd;  /* the image (copied) */
+	struct snapfs_rbd *rbd_head;  /* the image, opened to snapshot it */
+	struct snapfs_rbd *rbd_img;   /* open at the snapshot */
+	char rbd_snap[128];           /* the snapshot's name */
 	char *scratch;                /* the scratch file of this disk */
 	int fd;
 	int dfd;                      /* O_DIRECT on the same device, or -1 */
@@ -739,7 +770,7 @@ struct snapfs_mechanism {
 #define SNAPFS_WATCH_MS 100
 
 extern const struct snapfs_mechanism snapfs_mech_lvm, snapfs_mech_reflink,
-	snapfs_mech_direct, snapfs_mech_libvirt;
+	snapfs_mech_direct, snapfs_mech_libvirt, snapfs_mech_rbd;
 /* The mechanisms, NULL-terminated (guest.c), and that of an origin kind
  * (direct: a file read from the origin itself). */
 extern const struct snapfs_mechanism *const snapfs_mechanisms[];
@@ -959,6 +990,63 @@ int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *o
 /* Close every connection, saying goodbye to the server when it is still
  * there (goodbye); no read may be running.  NULL is ignored. */
 void snapfs_nbd_close(struct snapfs_nbd *n, bool goodbye);
+
+/* ---- rbd.c: Ceph RBD images (librados, librbd) ------------------------------
+ *
+ * One cluster handle per (configuration, monitors, user, key), connected
+ * on first use and kept; every call into the cluster is bounded by
+ * SNAPFS_RBD_TIMEOUT seconds, and a cluster that could not be reached is
+ * not tried again for SNAPFS_RBD_RETRY seconds (calls fail at once). */
+#define SNAPFS_RBD_TIMEOUT 15
+#define SNAPFS_RBD_RETRY 10
+
+struct snapfs_rbd;
+/* Open spec's image at snapshot snap (NULL: the image itself, read-only
+ * unless for_snapshots, which may create and remove snapshots).  0, or
+ * -errno with err saying what failed (Ceph's words). */
+int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool for_snapshots,
+		    struct snapfs_rbd **out, char *err, size_t errlen);
+uint64_t snapfs_rbd_size(const struct snapfs_rbd *r);
+/* All len bytes at off, from any thread: 0 or -errno (past the end: -EIO). */
+int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off);
+/* For snapfs_partitions_read_from and the like. */
+int snapfs_rbd_read_cb(void *r, void *buf, size_t len, uint64_t off);
+/* Where the open snapshot (or image) has data, since the image was made. */
+int snapfs_rbd_map(struct snapfs_rbd *r, struct snapfs_thinmap *out);
+/* Snapshots of an image opened for_snapshots: 0 or -errno. */
+int snapfs_rbd_snap_create(struct snapfs_rbd *r, const char *name);
+int snapfs_rbd_snap_remove(struct snapfs_rbd *r, const char *name);
+/* Remove every snapshot of the image whose name starts with prefix: the
+ * number removed, or -errno.  *failed counts those that stayed. */
+int snapfs_rbd_snap_remove_prefixed(struct snapfs_rbd *r, const char *prefix, int *failed);
+/* The cluster of r: raw bytes free and in all, and whether it reports
+ * being near full (OSD_NEARFULL, POOL_NEARFULL and worse).  0 or -errno. */
+int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
+		     bool *nearfull);
+void snapfs_rbd_close(struct snapfs_rbd *r);
+/* At exit: disconnect from every cluster. */
+void snapfs_rbd_shutdown(void);
+/* "POOL/IMAGE" or "POOL/NS/IMAGE", for log lines and xattrs. */
+void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len);
+
+/* rbd-libvirt.c: the key of spec from the libvirt secret it names, if any
+ * (base64, as Ceph wants it): 0, or -EACCES with why. */
+int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec *spec,
+				char *why, size_t len);
+
+/* snap-rbd.c: the prefix of the snapshots of this host (host_id) and mount
+ * (owner; NULL: every mount of the host): "snapfs.HOST.MARK." */
+void snapfs_rbd_snap_prefix(const char *host_id, const char *owner, char *out, size_t len);
+/* Remove the snapshots a dead snapfs of this host left on the RBD disks of
+ * the guests at uri: those of the mount of owner, or of any mount of the
+ * host when owner is NULL.  The number removed, or -EIO when libvirt
+ * cannot be reached. */
+int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner);
+/* All len bytes at off of RBD disk d's snapshot: 0, or -EIO (logged). */
+int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len, uint64_t off);
+/* This host's identity for snapshot names: /etc/machine-id, else the host
+ * name, as [a-z0-9-], at most 32 bytes. */
+void snapfs_host_id(char *out, size_t len);
 
 /* ---- lvm-text.c: LVM2's metadata text, parsed with caps ------------------- */
 

@@ -130,6 +130,12 @@ static void free_set(struct snapfs_snapset *s)
 		snapfs_thinmap_free(&s->disk[i].map);
 		free(s->disk[i].origin_path);
 		free(s->disk[i].scratch);
+		snapfs_rbd_close(s->disk[i].rbd_img);
+		snapfs_rbd_close(s->disk[i].rbd_head);
+		if (s->disk[i].rbd) {
+			explicit_bzero(s->disk[i].rbd->key, sizeof(s->disk[i].rbd->key));
+			free(s->disk[i].rbd);
+		}
 		if (s->disk[i].chain) {
 			snapfs_chain_close(s->disk[i].chain);
 			free(s->disk[i].chain);
@@ -267,6 +273,8 @@ static int plan_disk(struct snapfs_snapset *s, const struct snapfs_guest *g,
 	d->guest = s->name;
 	d->kind = o->kind;
 	d->mech = snapfs_mechanism_of(o->kind, layer ? layer->direct : o->direct);
+	if (o->kind == SNAPFS_ORIGIN_RBD && !(d->origin_path = strdup(o->path)))
+		return -ENOMEM;
 	if (o->kind == SNAPFS_ORIGIN_FILE) {
 		d->origin_dev = layer ? layer->dev : o->dev;
 		d->origin_ino = layer ? layer->ino : o->ino;
@@ -305,7 +313,7 @@ static int read_partitions(const struct snapfs_guest *g, struct snapfs_snapdisk 
 	if (d->view.kind == SNAPFS_IMAGE_QCOW2)
 		rc = snapfs_partitions_read_from(snapfs_chain_read, d->chain, d->view.size,
 						 d->sector_size, g->dir, d->target, &d->parts);
-	else if (d->view.kind != SNAPFS_IMAGE_DEVICE)
+	else if (d->view.kind != SNAPFS_IMAGE_DEVICE || d->fd < 0)
 		rc = snapfs_partitions_read_from(image_read_cb, &d->view, d->view.size,
 						 d->sector_size, g->dir, d->target, &d->parts);
 	else

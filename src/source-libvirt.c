@@ -72,6 +72,39 @@ void snapfs_source_libvirt_mode(enum snapfs_snapshot_mode mode)
 	snapshot_mode = mode;
 }
 
+/* A Ceph RBD image, snapshotted by the cluster: 1 when added, 0 when its
+ * cluster or key cannot be had (*why), -ENOMEM. */
+static int add_rbd_disk(virConnectPtr conn, struct snapfs_guest *g, const char *shown,
+			const struct snapfs_xml_disk *d, char *why, size_t whylen)
+{
+	struct snapfs_rbd_spec spec = *d->rbd;
+	char err[512], name[300], key[SNAPFS_NAME_MAX + 64];
+	struct snapfs_rbd *r;
+	uint64_t size;
+	int rc;
+
+	snapfs_rbd_name(&spec, name, sizeof(name));
+	/* A secret that cannot be read (a driver without secrets, a private
+	 * one): the keyring Ceph's configuration names for the same user. */
+	snprintf(key, sizeof(key), "rbd secret %s %s", g->key, d->target);
+	if (snapfs_rbd_key_from_libvirt(conn, &spec, err, sizeof(err)) < 0 &&
+	    snapfs_log_first(key, err))
+		snapfs_info("guest %s disk %s: %s; using the keyring of client.%s that the Ceph "
+			    "configuration names", shown, d->target, err,
+			    spec.user[0] ? spec.user : "admin");
+	rc = snapfs_rbd_open(&spec, NULL, false, &r, err, sizeof(err));
+	if (rc < 0) {
+		snprintf(why, whylen, "RBD image %.250s not served: %.200s", name, err);
+		explicit_bzero(spec.key, sizeof(spec.key));
+		return rc == -ENOMEM ? rc : 0;
+	}
+	size = snapfs_rbd_size(r);
+	snapfs_rbd_close(r);
+	rc = snapfs_guest_add_rbd_disk(g, &spec, size, d->target, d->format, d->sector_size);
+	explicit_bzero(spec.key, sizeof(spec.key));
+	return rc < 0 ? rc : 1;
+}
+
 /* What one XML disk is to the storage mechanisms: 1 when added (an LV, or
  * a file that can be cloned), 0 when its storage cannot snapshot it (*why
  * says why), or -ENOMEM.  *lv_missing: its source names a block device
@@ -86,6 +119,8 @@ static int add_storage_disk(virConnectPtr conn, struct snapfs_guest *g, const ch
 	struct stat st;
 	int rc;
 
+	if (d->kind == SNAPFS_SOURCE_NETWORK && d->rbd)
+		return add_rbd_disk(conn, g, shown, d, why, whylen);
 	if (d->kind == SNAPFS_SOURCE_NETWORK) {
 		snprintf(why, whylen, "%s not served: a network disk", d->dev);
 		return 0;
@@ -220,8 +255,10 @@ static int add_disks(virConnectPtr conn, virDomainPtr dom, struct snapfs_guest *
 	}
 	if (rc >= 0 && backup && (unserved || snapshot_mode == SNAPFS_SNAP_LIBVIRT) &&
 	    disks.n) {
-		for (size_t i = 0; i < g->ndisks; i++)
+		for (size_t i = 0; i < g->ndisks; i++) {
 			free(g->disk[i].path);
+			snapfs_rbd_spec_free(g->disk[i].rbd);
+		}
 		free(g->disk);
 		g->disk = NULL;
 		g->ndisks = 0;

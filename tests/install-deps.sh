@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
 	# build
 	build-essential autoconf automake libtool pkg-config
-	libfuse3-dev libvirt-dev libblkid-dev libxml2-dev libcmocka-dev zlib1g-dev libzstd-dev libnbd-dev
+	libfuse3-dev libvirt-dev libblkid-dev libxml2-dev libcmocka-dev zlib1g-dev libzstd-dev libnbd-dev librbd-dev librados-dev
 	# run
 	fuse3 lvm2 libvirt-clients
 	# tests: disk tools, a real libvirtd, valgrind

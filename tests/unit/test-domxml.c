@@ -1198,6 +1198,119 @@ static void test_network_disk(void **state UNUSED)
 	result_free(&r);
 }
 
+/* One rbd disk's XML: source inner is what <source> holds. */
+static void run_rbd(const char *name, const char *inner, const char *disk_inner,
+		    struct result *r)
+{
+	char *xml = xasprintf("<domain><name>n</name><devices><disk type='network' "
+			      "device='disk'><driver type='qcow2'/><source protocol='rbd' "
+			      "name='%s'>%s</source>%s<target dev='vda'/></disk></devices>"
+			      "</domain>",
+			      name, inner, disk_inner);
+
+	run(xml, r);
+	free(xml);
+}
+
+static void test_rbd_disk(void **state UNUSED)
+{
+	struct result r;
+	const struct snapfs_rbd_spec *s;
+
+	run_rbd("rbd/vm1-disk0",
+		"<host name='10.0.0.1' port='6789'/><host name='mon2'/>"
+		"<host name='fe80::1' port='3300'/>"
+		"<auth username='libvirt'><secret type='ceph' uuid="
+		"'2a1b9d3e-7c4f-4e55-9a11-0123456789ab'/></auth>"
+		"<config file='/etc/ceph/other.conf'/>",
+		"", &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.d.n, 1);
+	assert_int_equal(r.d.disk[0].kind, SNAPFS_SOURCE_NETWORK);
+	assert_string_equal(r.d.disk[0].dev, "rbd:rbd/vm1-disk0");
+	assert_string_equal(r.d.disk[0].format, "qcow2");
+	s = r.d.disk[0].rbd;
+	assert_non_null(s);
+	assert_string_equal(s->pool, "rbd");
+	assert_string_equal(s->ns, "");
+	assert_string_equal(s->image, "vm1-disk0");
+	assert_string_equal(s->mon_host, "10.0.0.1:6789,mon2,[fe80::1]:3300");
+	assert_string_equal(s->user, "libvirt");
+	assert_string_equal(s->secret_uuid, "2a1b9d3e-7c4f-4e55-9a11-0123456789ab");
+	assert_string_equal(s->secret_usage, "");
+	assert_string_equal(s->conf, "/etc/ceph/other.conf");
+	assert_string_equal(s->key, "");
+	result_free(&r);
+
+	/* A namespace; <auth> under the disk, as older XML has it. */
+	run_rbd("pool/ns1/img", "",
+		"<auth username='admin'><secret type='ceph' usage='client.admin secret'/></auth>",
+		&r);
+	s = r.d.disk[0].rbd;
+	assert_non_null(s);
+	assert_string_equal(s->pool, "pool");
+	assert_string_equal(s->ns, "ns1");
+	assert_string_equal(s->image, "img");
+	assert_string_equal(s->user, "admin");
+	assert_string_equal(s->secret_usage, "client.admin secret");
+	assert_string_equal(s->mon_host, "");
+	assert_string_equal(s->conf, "");
+	result_free(&r);
+
+	/* A snapshot named in the XML is not snapshotted again. */
+	run_rbd("rbd/img", "<snapshot name='s1'/>", "", &r);
+	assert_int_equal(r.d.n, 1);
+	assert_null(r.d.disk[0].rbd);
+	result_free(&r);
+}
+
+static void test_rbd_refused(void **state UNUSED)
+{
+	static const struct {
+		const char *name, *inner, *why;
+	} cases[] = {
+		{ "img", "", "is not POOL/IMAGE" },
+		{ "rbd/", "", "is not POOL/IMAGE" },
+		{ "/img", "", "is not POOL/IMAGE" },
+		{ "a/b/c/d", "", "is not POOL/IMAGE" },
+		{ "rbd/img@snap", "", "is not POOL/IMAGE" },
+		{ "rbd/img:conf=/etc/passwd", "", "is not POOL/IMAGE" },
+		{ "rbd/img", "<host name='a;b'/>", "<host name> is not" },
+		{ "rbd/img", "<host name='a' port='70000'/>", "<host port> is not" },
+		{ "rbd/img", "<host name='a' port='x'/>", "<host port> is not" },
+		{ "rbd/img", "<auth username='a b'/>", "<auth username> is not" },
+		{ "rbd/img", "<auth username='a'><secret type='ceph' uuid='zz'/></auth>",
+		  "<secret uuid> is not" },
+		{ "rbd/img", "<config file='ceph.conf'/>", "<config file> is not" },
+		{ "rbd/img",
+		  "<host name='a'/><host name='a'/><host name='a'/><host name='a'/><host name='a'/>"
+		  "<host name='a'/><host name='a'/><host name='a'/><host name='a'/>",
+		  "more than 8" },
+	};
+	char *long_image = repeat('i', 96), *name = xasprintf("rbd/%s", long_image);
+	struct result r;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		run_rbd(cases[i].name, cases[i].inner, "", &r);
+		/* The disk stays (the backup API may serve it), unsnapshotted. */
+		assert_int_equal(r.d.n, 1);
+		assert_null(r.d.disk[0].rbd);
+		assert_logged(&r, "no RBD image snapfs can snapshot");
+		assert_logged(&r, cases[i].why);
+		result_free(&r);
+	}
+	run_rbd(name, "", "", &r);
+	assert_null(r.d.disk[0].rbd);
+	result_free(&r);
+	/* A control byte refuses the disk outright. */
+	run_rbd("rbd/im&#10;g", "", "", &r);
+	assert_int_equal(r.d.n, 0);
+	assert_logged(&r, "control characters");
+	result_free(&r);
+	free(name);
+	free(long_image);
+}
+
 static void test_threads(void **state UNUSED)
 {
 	pthread_t t[8];
@@ -1233,6 +1346,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_realistic_domain),
 		cmocka_unit_test(test_skipped_kinds),
+		cmocka_unit_test(test_rbd_disk),
+		cmocka_unit_test(test_rbd_refused),
 		cmocka_unit_test(test_skip_reasons),
 		cmocka_unit_test(test_source_file),
 		cmocka_unit_test(test_device_missing_is_disk),

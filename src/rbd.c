@@ -1,0 +1,391 @@
+/* Ceph RBD images through librados and librbd: connecting to a cluster as
+ * a domain XML's disk says qemu would, opening an image or one of its
+ * snapshots, reading it, its allocation map, and its snapshots.
+ *
+ * Clusters: one handle per (conf, monitors, user, key), connected on first
+ * use and kept to the end; librados handles are thread-safe.  Each has its
+ * own lock, held while it connects (bounded by client_mount_timeout), so a
+ * lost cluster never holds up another cluster's callers; one that could
+ * not be reached fails at once for SNAPFS_RBD_RETRY seconds.  Every
+ * operation has a timeout (rados_osd_op_timeout, rados_mon_op_timeout):
+ * nothing here waits forever on a lost cluster.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "snapfs.h"
+
+struct cluster {
+	char conf[4096], mon_host[1024], user[64], key[128];
+	pthread_mutex_t lock;         /* held while connecting */
+	rados_t h;                    /* connected, or NULL */
+	struct timespec failed_at;    /* CLOCK_MONOTONIC of the last failure */
+	bool failed;
+	char why[256];                /* of the last failure */
+	struct cluster *next;
+};
+
+struct snapfs_rbd {
+	struct cluster *c;
+	rados_ioctx_t io;
+	rbd_image_t img;
+	uint64_t size;
+};
+
+static pthread_mutex_t clusters_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cluster *clusters;
+
+void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s/%s", spec->pool, spec->ns[0] ? "/" : "", spec->ns,
+		 spec->image);
+}
+
+static struct cluster *find_cluster(const struct snapfs_rbd_spec *s)
+{
+	struct cluster *c;
+
+	pthread_mutex_lock(&clusters_lock);
+	for (c = clusters; c; c = c->next)
+		if (!strcmp(c->conf, s->conf) && !strcmp(c->mon_host, s->mon_host) &&
+		    !strcmp(c->user, s->user) && !strcmp(c->key, s->key))
+			break;
+	if (!c && (c = calloc(1, sizeof(*c)))) {
+		snprintf(c->conf, sizeof(c->conf), "%s", s->conf);
+		snprintf(c->mon_host, sizeof(c->mon_host), "%s", s->mon_host);
+		snprintf(c->user, sizeof(c->user), "%s", s->user);
+		snprintf(c->key, sizeof(c->key), "%s", s->key);
+		pthread_mutex_init(&c->lock, NULL);
+		c->next = clusters;
+		clusters = c;
+	}
+	pthread_mutex_unlock(&clusters_lock);
+	return c;
+}
+
+static int set(rados_t h, const char *opt, const char *val, char *why, size_t len)
+{
+	int rc = rados_conf_set(h, opt, val);
+
+	if (rc < 0)
+		snprintf(why, len, "cannot set %s: %s", opt, strerror(-rc));
+	return rc;
+}
+
+/* Connect c as qemu would: its conf (or Ceph's search), the monitors the
+ * XML names, the user, the key or the conf's keyring; with timeouts. */
+static int connect_cluster(struct cluster *c, char *why, size_t len)
+{
+	char timeout[16], name[80];
+	rados_t h;
+	int rc;
+
+	snprintf(timeout, sizeof(timeout), "%d", SNAPFS_RBD_TIMEOUT);
+	snprintf(name, sizeof(name), "client.%s", c->user[0] ? c->user : "admin");
+	rc = rados_create2(&h, "ceph", name, 0);
+	if (rc < 0) {
+		snprintf(why, len, "rados_create2: %s", strerror(-rc));
+		return rc;
+	}
+	/* Without a conf of its own named, Ceph's own search; none at all is
+	 * fine when the XML names the monitors. */
+	rc = rados_conf_read_file(h, c->conf[0] ? c->conf : NULL);
+	if (rc < 0 && (c->conf[0] || !c->mon_host[0])) {
+		snprintf(why, len, "cannot read the Ceph configuration %s: %s",
+			 c->conf[0] ? c->conf : "(Ceph's default search)", strerror(-rc));
+		goto fail;
+	}
+	if ((c->mon_host[0] && (rc = set(h, "mon_host", c->mon_host, why, len)) < 0) ||
+	    (c->key[0] && (rc = set(h, "key", c->key, why, len)) < 0) ||
+	    (rc = set(h, "client_mount_timeout", timeout, why, len)) < 0 ||
+	    (rc = set(h, "rados_mon_op_timeout", timeout, why, len)) < 0 ||
+	    (rc = set(h, "rados_osd_op_timeout", timeout, why, len)) < 0 ||
+	    /* Snapshots are read once, sequentially: the page cache keeps
+	     * what is read again. */
+	    (rc = set(h, "rbd_cache", "false", why, len)) < 0 ||
+	    (rc = set(h, "log_to_stderr", "false", why, len)) < 0 ||
+	    (rc = set(h, "err_to_stderr", "false", why, len)) < 0)
+		goto fail;
+	rc = rados_connect(h);
+	if (rc < 0) {
+		snprintf(why, len, "cannot connect to the cluster%s%s as %s: %s",
+			 c->mon_host[0] ? " at " : "", c->mon_host, name, strerror(-rc));
+		goto fail;
+	}
+	c->h = h;
+	return 0;
+fail:
+	rados_shutdown(h);
+	return rc;
+}
+
+/* c, connected; or -errno with why. */
+static int cluster_get(struct cluster *c, char *why, size_t len)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->h)
+		goto out;
+	if (c->failed && snapfs_elapsed(&c->failed_at) < SNAPFS_RBD_RETRY) {
+		snprintf(why, len, "%s", c->why);
+		rc = -EHOSTUNREACH;
+		goto out;
+	}
+	rc = connect_cluster(c, why, len);
+	c->failed = rc < 0;
+	if (rc < 0) {
+		snprintf(c->why, sizeof(c->why), "%s", why);
+		clock_gettime(CLOCK_MONOTONIC, &c->failed_at);
+	}
+out:
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool for_snapshots,
+		    struct snapfs_rbd **out, char *err, size_t errlen)
+{
+	struct snapfs_rbd *r = calloc(1, sizeof(*r));
+	int rc;
+
+	*out = NULL;
+	if (!r || !(r->c = find_cluster(spec))) {
+		free(r);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	rc = cluster_get(r->c, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = rados_ioctx_create(r->c->h, spec->pool, &r->io);
+	if (rc < 0) {
+		snprintf(err, errlen, "pool %s: %s", spec->pool, strerror(-rc));
+		goto fail;
+	}
+	rados_ioctx_set_namespace(r->io, spec->ns[0] ? spec->ns : NULL);
+	/* Snapshots are made and removed through an image opened for it: a
+	 * writer elsewhere holding its exclusive lock is asked by librbd to
+	 * make them, and never loses the lock. */
+	rc = for_snapshots && !snap ? rbd_open(r->io, spec->image, &r->img, NULL)
+				    : rbd_open_read_only(r->io, spec->image, &r->img, snap);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", snap ? "cannot open its snapshot" : "cannot open it",
+			 strerror(-rc));
+		goto fail_io;
+	}
+	rc = rbd_get_size(r->img, &r->size);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read its size: %s", strerror(-rc));
+		rbd_close(r->img);
+		goto fail_io;
+	}
+	*out = r;
+	return 0;
+fail_io:
+	rados_ioctx_destroy(r->io);
+fail:
+	free(r);
+	return rc;
+}
+
+uint64_t snapfs_rbd_size(const struct snapfs_rbd *r)
+{
+	return r->size;
+}
+
+int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	if (off > r->size || len > r->size - off)
+		return -EIO;
+	while (len) {
+		ssize_t n = rbd_read2(r->img, off, len, p, LIBRADOS_OP_FLAG_FADVISE_NOCACHE);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int snapfs_rbd_read_cb(void *r, void *buf, size_t len, uint64_t off)
+{
+	return snapfs_rbd_read(r, buf, len, off);
+}
+
+/* A map of more extents than this is not kept: all of it counts as data. */
+#define RBD_MAP_MAX (1u << 20)
+
+struct map_walk {
+	struct snapfs_thinmap *map;
+	size_t alloc;
+	int err;
+};
+
+static int extent_cb(uint64_t off, size_t len, int exists, void *opaque)
+{
+	struct map_walk *w = opaque;
+	struct snapfs_thinmap *m = w->map;
+
+	if (!exists || !len)
+		return 0;
+	if (m->n && m->ext[m->n - 1].end >= off) {
+		if (off + len > m->ext[m->n - 1].end)
+			m->ext[m->n - 1].end = off + len;
+		return 0;
+	}
+	if (m->n == RBD_MAP_MAX) {
+		w->err = -E2BIG;
+		return -E2BIG;
+	}
+	if (m->n == w->alloc) {
+		size_t alloc = w->alloc ? w->alloc * 2 : 64;
+		struct snapfs_extent *grown = realloc(m->ext, alloc * sizeof(*grown));
+
+		if (!grown) {
+			w->err = -ENOMEM;
+			return -ENOMEM;
+		}
+		m->ext = grown;
+		w->alloc = alloc;
+	}
+	m->ext[m->n++] = (struct snapfs_extent){ off, off + len };
+	return 0;
+}
+
+int snapfs_rbd_map(struct snapfs_rbd *r, struct snapfs_thinmap *out)
+{
+	struct map_walk w = { .map = out };
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	/* From the image's creation, its parent's data included. */
+	rc = rbd_diff_iterate2(r->img, NULL, 0, r->size, 1, 0, extent_cb, &w);
+	if (rc == 0)
+		rc = w.err;
+	for (size_t i = 1; rc == 0 && i < out->n; i++)
+		if (out->ext[i].start < out->ext[i - 1].end)
+			rc = -EIO; /* not in order: not trusted */
+	if (rc == 0 && out->n && out->ext[out->n - 1].end > r->size)
+		out->ext[out->n - 1].end = r->size;
+	if (rc < 0)
+		snapfs_thinmap_free(out);
+	return rc;
+}
+
+int snapfs_rbd_snap_create(struct snapfs_rbd *r, const char *name)
+{
+	/* snapfs freezes the guest itself, through its agent. */
+	return rbd_snap_create2(r->img, name, RBD_SNAP_CREATE_SKIP_QUIESCE, NULL, NULL);
+}
+
+int snapfs_rbd_snap_remove(struct snapfs_rbd *r, const char *name)
+{
+	int rc = rbd_snap_remove(r->img, name);
+
+	return rc == -ENOENT ? 0 : rc;
+}
+
+int snapfs_rbd_snap_remove_prefixed(struct snapfs_rbd *r, const char *prefix, int *failed)
+{
+	rbd_snap_info_t *snaps = NULL;
+	int max = 16, n, removed = 0;
+
+	*failed = 0;
+	for (;;) {
+		rbd_snap_info_t *grown = reallocarray(snaps, (size_t)max, sizeof(*snaps));
+
+		if (!grown) {
+			free(snaps);
+			return -ENOMEM;
+		}
+		snaps = grown;
+		n = rbd_snap_list(r->img, snaps, &max);
+		if (n != -ERANGE)
+			break;
+	}
+	if (n < 0) {
+		free(snaps);
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		if (strncmp(snaps[i].name, prefix, strlen(prefix)))
+			continue;
+		if (snapfs_rbd_snap_remove(r, snaps[i].name) == 0)
+			removed++;
+		else
+			(*failed)++;
+	}
+	rbd_snap_list_end(snaps);
+	free(snaps);
+	return removed;
+}
+
+int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
+		     bool *nearfull)
+{
+	static const char *const full_checks[] = {
+		"\"OSD_NEARFULL\"", "\"OSD_BACKFILLFULL\"", "\"OSD_FULL\"",
+		"\"POOL_NEARFULL\"", "\"POOL_BACKFILLFULL\"", "\"POOL_FULL\"", NULL,
+	};
+	const char *cmd[] = { "{\"prefix\": \"health\", \"format\": \"json\"}", NULL };
+	struct rados_cluster_stat_t st;
+	char *outbuf = NULL, *outs = NULL;
+	size_t outlen = 0, outslen = 0;
+	int rc = rados_cluster_stat(r->c->h, &st);
+
+	if (rc < 0)
+		return rc;
+	*free_bytes = st.kb_avail * 1024;
+	*total = st.kb * 1024;
+	rc = rados_mon_command(r->c->h, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	*nearfull = false;
+	if (rc == 0 && outbuf) {
+		char *text = strndup(outbuf, outlen);
+
+		for (size_t i = 0; text && full_checks[i]; i++)
+			if (strstr(text, full_checks[i]))
+				*nearfull = true;
+		free(text);
+	}
+	rados_buffer_free(outbuf);
+	rados_buffer_free(outs);
+	return rc;
+}
+
+void snapfs_rbd_close(struct snapfs_rbd *r)
+{
+	if (!r)
+		return;
+	rbd_close(r->img);
+	rados_ioctx_destroy(r->io);
+	free(r);
+}
+
+void snapfs_rbd_shutdown(void)
+{
+	pthread_mutex_lock(&clusters_lock);
+	while (clusters) {
+		struct cluster *c = clusters;
+
+		clusters = c->next;
+		if (c->h)
+			rados_shutdown(c->h);
+		pthread_mutex_destroy(&c->lock);
+		explicit_bzero(c->key, sizeof(c->key));
+		free(c);
+	}
+	pthread_mutex_unlock(&clusters_lock);
+}
