@@ -220,6 +220,14 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name)
+{
+	bool exists = false;
+	int rc = rbd_snap_exists(r->img, name, &exists);
+
+	return rc < 0 ? rc : !exists;
+}
+
 int snapfs_rbd_read_cb(void *r, void *buf, size_t len, uint64_t off)
 {
 	return snapfs_rbd_read(r, buf, len, off);

@@ -229,11 +229,32 @@ int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len
 	return -EIO;
 }
 
+/* After each read: a snapshot removed by someone else may have lost the
+ * objects that read went to (librbd reads a missing one as zeroes), so a
+ * read that ends after its removal is failed.  librbd knows of a removal
+ * from the image header's notification, which the remover waits for. */
 static int rbd_check(const struct snapfs_snapdisk *d, char *why, size_t len)
 {
-	if (!snapfs_snapdisk_dropped(d))
+	char name[300];
+	int gone;
+
+	if (snapfs_snapdisk_dropped(d)) {
+		why[0] = '\0'; /* said when it was dropped */
+		return -EIO;
+	}
+	/* The image opened for snapshots watches its header. */
+	gone = snapfs_rbd_snap_gone(d->rbd_head, d->rbd_snap);
+	if (gone == 0)
 		return 0;
-	why[0] = '\0'; /* said when it was dropped */
+	snapfs_rbd_name(d->rbd, name, sizeof(name));
+	if (gone > 0 && !snapfs_snapdisk_drop((struct snapfs_snapdisk *)d))
+		why[0] = '\0'; /* said already */
+	else if (gone > 0)
+		snprintf(why, len, "snapshot %s@%s was removed by someone else; every read of "
+			 "this set fails with EIO until it is released", name, d->rbd_snap);
+	else
+		snprintf(why, len, "snapshot %s@%s cannot be checked: %s; failing reads", name,
+			 d->rbd_snap, strerror(-gone));
 	return -EIO;
 }
 

@@ -1009,6 +1009,9 @@ int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool f
 uint64_t snapfs_rbd_size(const struct snapfs_rbd *r);
 /* All len bytes at off, from any thread: 0 or -errno (past the end: -EIO). */
 int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off);
+/* Is snapshot name of r's image gone (removed by someone, as the image's
+ * header said to every reader)?  1, 0, or -errno. */
+int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name);
 /* For snapfs_partitions_read_from and the like. */
 int snapfs_rbd_read_cb(void *r, void *buf, size_t len, uint64_t off);
 /* Where the open snapshot (or image) has data, since the image was made. */
