@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <rados/librados.h>
 #include <rbd/librbd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,6 +29,16 @@ struct cluster {
 	struct timespec failed_at;    /* CLOCK_MONOTONIC of the last failure */
 	bool failed;
 	char why[256];                /* of the last failure */
+	/* Its space, looked at by a thread of its own once a second while
+	 * asked for, so that no caller waits on a lost cluster for it. */
+	pthread_mutex_t space_lock;   /* never held across a call */
+	bool space_thread, space_known, nearfull;
+	uint64_t free_bytes, total;
+	int space_err;
+	struct timespec space_at, space_wanted;
+	/* A read that timed out: reads fail at once for SNAPFS_RBD_RETRY
+	 * seconds, rather than each wait out the timeout (atomic). */
+	int64_t lost_at;              /* CLOCK_MONOTONIC seconds, 0: never */
 	struct cluster *next;
 };
 
@@ -62,6 +73,7 @@ static struct cluster *find_cluster(const struct snapfs_rbd_spec *s)
 		snprintf(c->user, sizeof(c->user), "%s", s->user);
 		snprintf(c->key, sizeof(c->key), "%s", s->key);
 		pthread_mutex_init(&c->lock, NULL);
+		pthread_mutex_init(&c->space_lock, NULL);
 		c->next = clusters;
 		clusters = c;
 	}
@@ -195,6 +207,14 @@ fail:
 	return rc;
 }
 
+static int64_t now_seconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec;
+}
+
 uint64_t snapfs_rbd_size(const struct snapfs_rbd *r)
 {
 	return r->size;
@@ -202,13 +222,18 @@ uint64_t snapfs_rbd_size(const struct snapfs_rbd *r)
 
 int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 {
+	int64_t lost = __atomic_load_n(&r->c->lost_at, __ATOMIC_RELAXED);
 	char *p = buf;
 
 	if (off > r->size || len > r->size - off)
 		return -EIO;
+	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
+		return -ETIMEDOUT;
 	while (len) {
 		ssize_t n = rbd_read2(r->img, off, len, p, LIBRADOS_OP_FLAG_FADVISE_NOCACHE);
 
+		if (n == -ETIMEDOUT)
+			__atomic_store_n(&r->c->lost_at, now_seconds(), __ATOMIC_RELAXED);
 		if (n < 0)
 			return (int)n;
 		if (n == 0)
@@ -222,8 +247,15 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name)
 {
+	int64_t lost = __atomic_load_n(&r->c->lost_at, __ATOMIC_RELAXED);
 	bool exists = false;
-	int rc = rbd_snap_exists(r->img, name, &exists);
+	int rc;
+
+	/* Its answer may wait on the cluster (a header refreshed): not while
+	 * the cluster is known lost. */
+	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
+		return -ETIMEDOUT;
+	rc = rbd_snap_exists(r->img, name, &exists);
 
 	return rc < 0 ? rc : !exists;
 }
@@ -341,8 +373,7 @@ int snapfs_rbd_snap_remove_prefixed(struct snapfs_rbd *r, const char *prefix, in
 	return removed;
 }
 
-int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
-		     bool *nearfull)
+static int read_space(struct cluster *c, uint64_t *free_bytes, uint64_t *total, bool *nearfull)
 {
 	static const char *const full_checks[] = {
 		"\"OSD_NEARFULL\"", "\"OSD_BACKFILLFULL\"", "\"OSD_FULL\"",
@@ -352,13 +383,13 @@ int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total
 	struct rados_cluster_stat_t st;
 	char *outbuf = NULL, *outs = NULL;
 	size_t outlen = 0, outslen = 0;
-	int rc = rados_cluster_stat(r->c->h, &st);
+	int rc = rados_cluster_stat(c->h, &st);
 
 	if (rc < 0)
 		return rc;
 	*free_bytes = st.kb_avail * 1024;
 	*total = st.kb * 1024;
-	rc = rados_mon_command(r->c->h, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	rc = rados_mon_command(c->h, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
 	*nearfull = false;
 	if (rc == 0 && outbuf) {
 		char *text = strndup(outbuf, outlen);
@@ -371,6 +402,85 @@ int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total
 	rados_buffer_free(outbuf);
 	rados_buffer_free(outs);
 	return rc;
+}
+
+static void *space_main(void *arg)
+{
+	struct cluster *c = arg;
+
+	for (;;) {
+		uint64_t free_bytes = 0, total = 0;
+		bool nearfull = false, wanted;
+		int rc;
+
+		pthread_mutex_lock(&c->space_lock);
+		wanted = snapfs_elapsed(&c->space_wanted) < 5;
+		if (!wanted)
+			c->space_thread = false;
+		pthread_mutex_unlock(&c->space_lock);
+		if (!wanted)
+			return NULL;
+		rc = read_space(c, &free_bytes, &total, &nearfull);
+		pthread_mutex_lock(&c->space_lock);
+		c->space_err = rc;
+		if (rc == 0) {
+			c->free_bytes = free_bytes;
+			c->total = total;
+			c->nearfull = nearfull;
+			c->space_known = true;
+			clock_gettime(CLOCK_MONOTONIC, &c->space_at);
+		}
+		pthread_mutex_unlock(&c->space_lock);
+		sleep(1);
+	}
+}
+
+int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
+		     bool *nearfull)
+{
+	struct cluster *c = r->c;
+	bool start = false;
+	int rc;
+
+	pthread_mutex_lock(&c->space_lock);
+	clock_gettime(CLOCK_MONOTONIC, &c->space_wanted);
+	if (!c->space_thread)
+		start = c->space_thread = true;
+	pthread_mutex_unlock(&c->space_lock);
+	if (start) {
+		pthread_attr_t attr;
+		pthread_t t;
+		sigset_t all, old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, space_main, c) != 0) {
+			pthread_mutex_lock(&c->space_lock);
+			c->space_thread = false;
+			pthread_mutex_unlock(&c->space_lock);
+		}
+		pthread_attr_destroy(&attr);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_mutex_lock(&c->space_lock);
+	if (!c->space_known) {
+		rc = c->space_err ? c->space_err : -EAGAIN;
+	} else {
+		*free_bytes = c->free_bytes;
+		*total = c->total;
+		*nearfull = c->nearfull;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&c->space_lock);
+	return rc;
+}
+
+int snapfs_rbd_space_now(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
+			 bool *nearfull)
+{
+	return read_space(r->c, free_bytes, total, nearfull);
 }
 
 void snapfs_rbd_close(struct snapfs_rbd *r)
@@ -389,6 +499,15 @@ void snapfs_rbd_shutdown(void)
 		struct cluster *c = clusters;
 
 		clusters = c->next;
+		/* Its space thread ends at its next look, within the timeouts. */
+		pthread_mutex_lock(&c->space_lock);
+		memset(&c->space_wanted, 0, sizeof(c->space_wanted));
+		while (c->space_thread) {
+			pthread_mutex_unlock(&c->space_lock);
+			usleep(100000);
+			pthread_mutex_lock(&c->space_lock);
+		}
+		pthread_mutex_unlock(&c->space_lock);
 		if (c->h)
 			rados_shutdown(c->h);
 		pthread_mutex_destroy(&c->lock);

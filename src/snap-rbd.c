@@ -108,12 +108,14 @@ static void add_pending(const struct snapfs_rbd_spec *spec, const char *snap)
 	pthread_mutex_unlock(&pending_lock);
 }
 
-/* Room on the cluster of r for a snapshot: 0, or -ENOSPC with why. */
-static int room(struct snapfs_rbd *r, char *why, size_t len)
+/* Room on the cluster of r for a snapshot: 0, or -ENOSPC with why; now:
+ * asked of the cluster, else what its space thread saw last. */
+static int room(struct snapfs_rbd *r, bool now, char *why, size_t len)
 {
 	uint64_t free_bytes, total, want;
 	bool nearfull;
-	int rc = snapfs_rbd_space(r, &free_bytes, &total, &nearfull);
+	int rc = now ? snapfs_rbd_space_now(r, &free_bytes, &total, &nearfull)
+		     : snapfs_rbd_space(r, &free_bytes, &total, &nearfull);
 
 	if (rc < 0) {
 		snprintf(why, len, "its cluster's free space cannot be read: %s", strerror(-rc));
@@ -146,7 +148,7 @@ static int rbd_plan(const struct snapfs_guest *g, const struct snapfs_disk *o,
 	*d->rbd = *o->rbd;
 	snapfs_rbd_name(d->rbd, name, sizeof(name));
 	rc = snapfs_rbd_open(d->rbd, NULL, true, &d->rbd_head, err, sizeof(err));
-	if (rc == 0 && (rc = room(d->rbd_head, err, sizeof(err))) < 0) {
+	if (rc == 0 && (rc = room(d->rbd_head, true, err, sizeof(err))) < 0) {
 		snapfs_rbd_close(d->rbd_head);
 		d->rbd_head = NULL;
 	}
@@ -323,7 +325,7 @@ static void rbd_watch(struct snapfs_snapdisk *const *ds, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (snapfs_snapdisk_dropped(ds[i]) || !ds[i]->rbd_head)
 			continue;
-		if (room(ds[i]->rbd_head, why, sizeof(why)) != -ENOSPC)
+		if (room(ds[i]->rbd_head, false, why, sizeof(why)) != -ENOSPC)
 			continue;
 		for (size_t j = i; j < n; j++) {
 			struct snapfs_snapdisk *d = ds[j];

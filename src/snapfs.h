@@ -997,7 +997,7 @@ void snapfs_nbd_close(struct snapfs_nbd *n, bool goodbye);
  * on first use and kept; every call into the cluster is bounded by
  * SNAPFS_RBD_TIMEOUT seconds, and a cluster that could not be reached is
  * not tried again for SNAPFS_RBD_RETRY seconds (calls fail at once). */
-#define SNAPFS_RBD_TIMEOUT 15
+#define SNAPFS_RBD_TIMEOUT 10
 #define SNAPFS_RBD_RETRY 10
 
 struct snapfs_rbd;
@@ -1007,7 +1007,9 @@ struct snapfs_rbd;
 int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool for_snapshots,
 		    struct snapfs_rbd **out, char *err, size_t errlen);
 uint64_t snapfs_rbd_size(const struct snapfs_rbd *r);
-/* All len bytes at off, from any thread: 0 or -errno (past the end: -EIO). */
+/* All len bytes at off, from any thread: 0 or -errno (past the end: -EIO;
+ * -ETIMEDOUT at once for SNAPFS_RBD_RETRY seconds after a read of the same
+ * cluster timed out). */
 int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off);
 /* Is snapshot name of r's image gone (removed by someone, as the image's
  * header said to every reader)?  1, 0, or -errno. */
@@ -1023,7 +1025,12 @@ int snapfs_rbd_snap_remove(struct snapfs_rbd *r, const char *name);
  * number removed, or -errno.  *failed counts those that stayed. */
 int snapfs_rbd_snap_remove_prefixed(struct snapfs_rbd *r, const char *prefix, int *failed);
 /* The cluster of r: raw bytes free and in all, and whether it reports
- * being near full (OSD_NEARFULL, POOL_NEARFULL and worse).  0 or -errno. */
+ * being near full (OSD_NEARFULL, POOL_NEARFULL and worse).  0 or -errno.
+ * _now asks the cluster (bounded by the timeouts); the other answers at
+ * once what a thread of the cluster's own saw last (at most a second or
+ * two ago; -EAGAIN before its first look), and keeps it looking. */
+int snapfs_rbd_space_now(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
+			 bool *nearfull);
 int snapfs_rbd_space(struct snapfs_rbd *r, uint64_t *free_bytes, uint64_t *total,
 		     bool *nearfull);
 void snapfs_rbd_close(struct snapfs_rbd *r);

@@ -164,8 +164,8 @@ exec 4<"$mnt_b/cold/vda.raw"
 held_b=$(sha_fd_at 4 0 $((48 << 20)))
 exec 3<"$mnt/cold/vdb.raw"
 [ "$(count_ours rbd/mbr)" = 2 ] || fail "two hosts, two snapshots: $(ours rbd/mbr)"
-exec 3<&-
 kill9_of "$log_a" "$mnt"
+exec 3<&-
 [ "$(count_ours rbd/mbr)" = 2 ] || fail "the crash removed snapshots: $(ours rbd/mbr)"
 snapfs_start "test://$xml" "$mnt" -o host_id=hosta
 wait_for -t 30 test -e "$mnt/cold/vda.raw" || fail "host a restarted: $(ls_c "$mnt/cold")"
