@@ -50,6 +50,8 @@ xml=$TEST_TMPDIR/node.xml
 {
 	echo "<node>"
 	guest_off cold "$(rbd_disk vda rbd/mbr raw; rbd_disk vdb rbd/gptq qcow2)"
+	# A running guest on the same image: RBD snapshots serve it as well.
+	virt_domain web "$(rbd_disk vda rbd/mbr raw)"
 	echo "</node>"
 } >"$xml"
 ours() { # IMAGE: the snapfs snapshots of IMAGE, one per line
@@ -135,6 +137,18 @@ qemu-img convert -O raw "$TEST_TMPDIR/b.qcow2" "$TEST_TMPDIR/b.raw"
 exec 3<&-
 wait_for -t 20 no_snapshots_of || fail "snapshots left after release: $(ours rbd/mbr) $(ours rbd/gptq)"
 [ "$(rbd_cli snap ls rbd/mbr | grep -c ' mine ')" = 1 ] || fail "the user's snapshot is gone"
+
+# ---- a running guest: its storage snapshots it, not the backup API ----------
+[ "$(xattr_of "$mnt/web/vda.raw" snapshot_kind)" = rbd ] ||
+	fail "web/vda.raw: snapshot_kind $(xattr_of "$mnt/web/vda.raw" snapshot_kind)"
+exec 3<"$mnt/web/vda.raw"
+[ "$(count_ours rbd/mbr)" = 1 ] || fail "web: $(ours rbd/mbr)"
+rbd_cli export --no-progress "rbd/mbr@$(ours rbd/mbr)" "$TEST_TMPDIR/web.raw" >/dev/null 2>&1 ||
+	fail "rbd export web"
+[ "$(sha_fd_at 3 0 $((48 << 20)))" = "$(sha_file "$TEST_TMPDIR/web.raw")" ] ||
+	fail "web/vda.raw is not its snapshot's export"
+exec 3<&-
+wait_for -t 20 no_snapshots_of || fail "web's snapshot left: $(ours rbd/mbr)"
 
 # ---- a snapshot removed by someone else --------------------------------------
 exec 3<"$mnt/cold/vda.raw"
