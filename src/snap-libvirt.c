@@ -234,9 +234,14 @@ static int abort_if_ours(virDomainPtr dom, const char *socket)
 {
 	CLEANUP_FREE char *now = job_socket(dom, NULL, NULL);
 
+	int rc;
+
 	if (!now || strcmp(now, socket))
 		return -ENOENT;
-	return virDomainAbortJob(dom) < 0 ? -EIO : 0;
+	snapfs_libvirt_job_lock();
+	rc = virDomainAbortJob(dom) < 0 ? -EIO : 0;
+	snapfs_libvirt_job_unlock();
+	return rc;
 }
 
 /* XML-escape s into out (paths snapfs made or the admin gave). */
@@ -359,7 +364,10 @@ static int begin(const struct snapfs_guest *g, virDomainPtr dom, struct snapfs_j
 		snapfs_error("guest %s: paths too long for a backup job", g->dir);
 		return -ENAMETOOLONG;
 	}
-	if (virDomainBackupBegin(dom, xml, NULL, 0) == 0)
+	snapfs_libvirt_job_lock();
+	rc = virDomainBackupBegin(dom, xml, NULL, 0);
+	snapfs_libvirt_job_unlock();
+	if (rc == 0)
 		return 0;
 	err = virGetLastError();
 	rc = err && (err->code == VIR_ERR_OPERATION_INVALID ||

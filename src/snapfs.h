@@ -603,6 +603,10 @@ int snapfs_source_lvm_list(char *const *vgs, const struct snapfs_lv_list *lvs,
 /* The read-write libvirt connection for uri, shared (virConnectClose
  * when done), or NULL (logged); and libvirt's last error message. */
 struct _virConnect *snapfs_libvirt_connect(const char *uri);
+/* Held around snapfs's own block queries (virDomainGetBlockInfo) and its
+ * backup jobs' begin and abort, which qemu 7.2 must not see at once. */
+void snapfs_libvirt_job_lock(void);
+void snapfs_libvirt_job_unlock(void);
 const char *snapfs_libvirt_error(void);
 
 /* Freezing a guest's filesystems through its agent (source-libvirt.c).

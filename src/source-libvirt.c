@@ -176,13 +176,32 @@ static int add_storage_disk(virConnectPtr conn, struct snapfs_guest *g, const ch
 	return rc < 0 ? rc : 1;
 }
 
+/* qemu 7.2 can abort (an assertion in qcow2_get_specific_info) when
+ * query-block, behind virDomainGetBlockInfo, runs while a backup job of
+ * the same guest starts or ends: snapfs never does both at once. */
+static pthread_mutex_t block_query_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void snapfs_libvirt_job_lock(void)
+{
+	pthread_mutex_lock(&block_query_lock);
+}
+
+void snapfs_libvirt_job_unlock(void)
+{
+	pthread_mutex_unlock(&block_query_lock);
+}
+
 /* The capacity of disk target of a running dom, as qemu sees it; 0 when
  * libvirt does not say. */
 static uint64_t capacity(virDomainPtr dom, const char *target)
 {
 	virDomainBlockInfo info;
+	int rc;
 
-	return virDomainGetBlockInfo(dom, target, &info, 0) == 0 ? info.capacity : 0;
+	snapfs_libvirt_job_lock();
+	rc = virDomainGetBlockInfo(dom, target, &info, 0);
+	snapfs_libvirt_job_unlock();
+	return rc == 0 ? info.capacity : 0;
 }
 
 /* Every disk of a running guest, through the backup API. */
