@@ -21,6 +21,7 @@ packages=(
 	libnbd-bin qemu-block-extra
 	# tests: the holes of thin LVs (thin-holes.sh), and snapfs's own use
 	thin-provisioning-tools
+	ceph-mon ceph-mgr ceph-osd ceph-common # tests: a one-host Ceph cluster (lib-ceph.sh, rbd*.sh)
 	# tests: systemd-analyze and systemd-fstab-generator (mount-helper.sh)
 	systemd
 	# tests: lvmlockd with sanlock for a shared VG (shared-vg.sh)
