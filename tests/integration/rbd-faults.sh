@@ -112,7 +112,7 @@ snapfs_start "test://$xml" "$mnt" -o host_id=faults,rbd_reserve=1M
 exec 3<"$mnt/web/vda.raw"
 [ "$(ours | wc -l)" = 1 ] || fail "no snapshot: $(ours)"
 ceph_cli osd set-nearfull-ratio 0.01 >/dev/null 2>&1 || fail "set-nearfull-ratio"
-add_cleanup "ceph_cli osd set-nearfull-ratio 0.85 >/dev/null 2>&1 || true"
+add_cleanup "ceph_cli osd set-nearfull-ratio 0.7 >/dev/null 2>&1 || true"
 wait_for -t 90 grep -q "guest web disk vda.raw: snapshot rbd/web@.* dropped: its cluster reports being near full" "$SNAPFS_LOG" ||
 	fail "no drop at near full: $(ceph_cli health 2>&1 | head -n 2); $(tail -n 3 "$SNAPFS_LOG")"
 [ "$(reads_fail 3 $((64 * MiB)))" = EIO ] || fail "a read after near full did not fail"
@@ -122,7 +122,7 @@ exec 3<&-
 if cat "$mnt/web/vda.raw" >/dev/null 2>&1; then fail "an open succeeded on a near full cluster"; fi
 grep -q "guest web disk vda: RBD image rbd/web not snapshotted: its cluster reports being near full" "$SNAPFS_LOG" ||
 	fail "no line for the refused open: $(tail -n 3 "$SNAPFS_LOG")"
-ceph_cli osd set-nearfull-ratio 0.85 >/dev/null 2>&1 || fail "set-nearfull-ratio back"
+ceph_cli osd set-nearfull-ratio 0.7 >/dev/null 2>&1 || fail "set-nearfull-ratio back"
 wait_for -t 90 cat "$mnt/web/vda.raw" >/dev/null 2>&1 || fail "no open once the cluster had room again"
 log "near full: dropped, EIO, new opens refused until the cluster had room"
 
