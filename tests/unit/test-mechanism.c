@@ -40,7 +40,17 @@ static struct {
 	size_t last_take_n;
 	int fail_take;         /* -errno for the next take */
 	bool drop_on_watch;    /* the next watch drops every disk it sees */
+	unsigned bytes_dropped; /* calls of the config's bytes_dropped */
+	char dropped_dir[64];
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void on_bytes_dropped(const char *dir)
+{
+	pthread_mutex_lock(&fake.lock);
+	snprintf(fake.dropped_dir, sizeof(fake.dropped_dir), "%s", dir);
+	pthread_mutex_unlock(&fake.lock);
+	__atomic_add_fetch(&fake.bytes_dropped, 1, __ATOMIC_SEQ_CST);
+}
 
 static int fake_plan(const struct snapfs_guest *g, const struct snapfs_disk *o,
 		     const struct snapfs_lv *lv, struct snapfs_snapdisk *d)
@@ -142,6 +152,7 @@ static void start(unsigned linger)
 		.freeze = SNAPFS_FREEZE_OFF,
 		.linger = linger,
 		.reserve_text = "5%",
+		.bytes_dropped = on_bytes_dropped,
 	};
 
 	memset((char *)&fake + sizeof(fake.lock), 0, sizeof(fake) - sizeof(fake.lock));
@@ -241,10 +252,17 @@ static void test_watch_drops_then_reads_fail(void **state UNUSED)
 
 	assert_true(wait_until(&fake.watches, seen + 1));
 	assert_int_equal(snapfs_snapset_check(s, d), -EIO);
+	/* The files' cached pages are dropped, once, for the guest's directory,
+	 * so that reads reach the set and fail. */
+	assert_true(wait_until(&fake.bytes_dropped, 1));
+	pthread_mutex_lock(&fake.lock);
+	assert_string_equal(fake.dropped_dir, g->dir);
+	pthread_mutex_unlock(&fake.lock);
 	/* The watcher no longer looks at dropped disks. */
 	seen = __atomic_load_n(&fake.watches, __ATOMIC_SEQ_CST);
 	usleep(300 * 1000);
 	assert_int_equal(__atomic_load_n(&fake.watches, __ATOMIC_SEQ_CST), seen);
+	assert_int_equal(__atomic_load_n(&fake.bytes_dropped, __ATOMIC_SEQ_CST), 1);
 	/* A lingering set with a dropped disk is never handed out again. */
 	snapfs_snapset_release(s);
 	assert_int_equal(snapfs_snapset_acquire(g, &s2), 0);

@@ -122,7 +122,7 @@ static bool option_is_ours(const char *opt, size_t len, const void *unused)
 {
 	static const char *const prefixes[] = {
 		"cow_size=", "linger=", "gid=", "cache=", "lvm_timeout=", "debug_areas=",
-		"reflink_reserve="
+		"reflink_reserve=", "rbd_reserve=", "host_id="
 	};
 
 	for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++)
@@ -309,6 +309,31 @@ static void test_reflink_reserve(void **state UNUSED)
 	expect_einval("-o", "reflink_reserve=-1G", "/mnt", NULL);
 	expect_einval("-o", "reflink_reserve=", "/mnt", NULL);
 	expect_einval("-o", "reflink_reserve=101%", "/mnt", NULL);
+}
+
+static void test_rbd_options(void **state UNUSED)
+{
+	struct parsed *p = parse("/mnt", NULL);
+
+	assert_int_equal(p->rc, 0);
+	assert_string_equal(p->o.rbd_reserve_text, "5%");
+	assert_int_equal(p->o.rbd_reserve.percent, 5);
+	assert_null(p->o.host_id); /* /etc/machine-id, read at mount */
+	parsed_free(p);
+	p = parse("-o", "rbd_reserve=200G,host_id=kvm-07", "/mnt", NULL);
+	assert_int_equal(p->rc, 0);
+	assert_int_equal(p->o.rbd_reserve.bytes, 200ULL << 30);
+	assert_string_equal(p->o.host_id, "kvm-07");
+	assert_rest_clean(&p->rest);
+	parsed_free(p);
+	expect_einval("-o", "rbd_reserve=x", "/mnt", NULL);
+	expect_einval("-o", "rbd_reserve=101%", "/mnt", NULL);
+	/* A host identity is part of snapshot names: [a-z0-9-], 1 to 32. */
+	expect_einval("-o", "host_id=", "/mnt", NULL);
+	expect_einval("-o", "host_id=Kvm", "/mnt", NULL);
+	expect_einval("-o", "host_id=a.b", "/mnt", NULL);
+	expect_einval("-o", "host_id=a/b", "/mnt", NULL);
+	expect_einval("-o", "host_id=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "/mnt", NULL);
 }
 
 /* "-o cow_size=1G,2G" is two options to FUSE's parser: cow_size=1G, and
@@ -547,6 +572,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_reflink_reserve),
+		cmocka_unit_test(test_rbd_options),
 		cmocka_unit_test(test_source_and_mountpoint),
 		cmocka_unit_test(test_positional_count),
 		cmocka_unit_test(test_options_parsed),
