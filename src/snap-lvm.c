@@ -2,9 +2,9 @@
  * thin), tagged with snapfs's tag and the mount's owner tag, removed with
  * lvremove; a removal that fails is retried by the reaper until it works.
  *
- * Locking: pending_lock protects the list of failed removals.  The rest is
- * one set's, called by its maker or its remover, or by the watcher alone
- * (cow_warned).
+ * Locking: name_lock protects the names' sequence, and the queue of failed
+ * removals has its own.  The rest is one set's, called by its maker or its
+ * remover, or by the watcher alone (cow_warned).
  */
 #include "config.h"
 
@@ -17,14 +17,13 @@
 
 /* A snapshot whose removal failed: retried, never forgotten. */
 struct pending {
+	struct snapfs_retry link;
 	char vg[128], lv[128];
-	struct pending *next;
 };
 
-static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pending *pending;         /* under pending_lock */
-static struct timespec last_retry;      /* under pending_lock */
-static unsigned name_seq;               /* under pending_lock */
+static struct snapfs_retries pending = SNAPFS_RETRIES_INIT;
+static pthread_mutex_t name_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned name_seq;               /* under name_lock */
 static const char *cow_size, *owner;    /* read-only after init */
 
 static void lvm_init(const struct snapfs_snapset_config *cfg)
@@ -44,19 +43,16 @@ static void add_pending(const char *vg, const char *lv)
 	}
 	snprintf(p->vg, sizeof(p->vg), "%s", vg);
 	snprintf(p->lv, sizeof(p->lv), "%s", lv);
-	pthread_mutex_lock(&pending_lock);
-	p->next = pending;
-	pending = p;
-	pthread_mutex_unlock(&pending_lock);
+	snapfs_retries_add(&pending, &p->link);
 }
 
 static void make_snap_name(const char *origin, char *out, size_t outlen)
 {
 	unsigned seq;
 
-	pthread_mutex_lock(&pending_lock);
+	pthread_mutex_lock(&name_lock);
 	seq = name_seq++;
-	pthread_mutex_unlock(&pending_lock);
+	pthread_mutex_unlock(&name_lock);
 	/* LV names stop at 127 bytes; the origin's name is cut to fit.  The
 	 * mount's mark keeps two snapfs mounts' names apart. */
 	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
@@ -239,15 +235,8 @@ static void lvm_watch(struct snapfs_snapdisk *const *ds, size_t n)
 /* Retries of failed removals, one every 5 seconds at most. */
 static void lvm_tick(void)
 {
-	struct pending *retry = NULL;
+	struct pending *retry = (struct pending *)snapfs_retries_due(&pending);
 
-	pthread_mutex_lock(&pending_lock);
-	if (pending && snapfs_elapsed(&last_retry) >= 5) {
-		retry = pending;
-		pending = retry->next;
-		clock_gettime(CLOCK_MONOTONIC, &last_retry);
-	}
-	pthread_mutex_unlock(&pending_lock);
 	if (!retry)
 		return;
 	if (snapfs_lvm_snapshot_remove(retry->vg, retry->lv, owner) == 0)
@@ -260,14 +249,10 @@ static void lvm_tick(void)
 /* One last try for what could not be removed before. */
 static void lvm_shutdown(void)
 {
-	struct pending *left;
+	struct pending *left = (struct pending *)snapfs_retries_take_all(&pending);
 
-	pthread_mutex_lock(&pending_lock);
-	left = pending;
-	pending = NULL;
-	pthread_mutex_unlock(&pending_lock);
 	while (left) {
-		struct pending *next = left->next;
+		struct pending *next = (struct pending *)left->link.next;
 
 		if (snapfs_lvm_snapshot_remove(left->vg, left->lv, owner) < 0)
 			snapfs_error("snapshot %s/%s is left behind; snapfs --cleanup "

@@ -31,14 +31,13 @@ static char prefix[128];
 static struct snapfs_reserve reserve;
 static const char *reserve_text = "?";
 
+/* A snapshot whose removal failed: retried, never forgotten. */
 struct pending {
+	struct snapfs_retry link;
 	struct snapfs_rbd_spec spec;
 	char snap[128];
-	struct pending *next;
 };
-static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pending *pending;
-static struct timespec last_retry;
+static struct snapfs_retries pending = SNAPFS_RETRIES_INIT;
 
 static uint64_t mib(uint64_t bytes)
 {
@@ -102,10 +101,7 @@ static void add_pending(const struct snapfs_rbd_spec *spec, const char *snap)
 	}
 	p->spec = *spec;
 	snprintf(p->snap, sizeof(p->snap), "%s", snap);
-	pthread_mutex_lock(&pending_lock);
-	p->next = pending;
-	pending = p;
-	pthread_mutex_unlock(&pending_lock);
+	snapfs_retries_add(&pending, &p->link);
 }
 
 /* Room on the cluster of r for a snapshot: 0, or -ENOSPC with why; now:
@@ -362,15 +358,8 @@ static int remove_pending(const struct pending *p)
 /* Retries of failed removals, one every 5 seconds at most. */
 static void rbd_tick(void)
 {
-	struct pending *retry = NULL;
+	struct pending *retry = (struct pending *)snapfs_retries_due(&pending);
 
-	pthread_mutex_lock(&pending_lock);
-	if (pending && snapfs_elapsed(&last_retry) >= 5) {
-		retry = pending;
-		pending = retry->next;
-		clock_gettime(CLOCK_MONOTONIC, &last_retry);
-	}
-	pthread_mutex_unlock(&pending_lock);
 	if (!retry)
 		return;
 	if (remove_pending(retry) == 0)
@@ -383,14 +372,10 @@ static void rbd_tick(void)
 
 static void rbd_shutdown(void)
 {
-	struct pending *left;
+	struct pending *left = (struct pending *)snapfs_retries_take_all(&pending);
 
-	pthread_mutex_lock(&pending_lock);
-	left = pending;
-	pending = NULL;
-	pthread_mutex_unlock(&pending_lock);
 	while (left) {
-		struct pending *next = left->next;
+		struct pending *next = (struct pending *)left->link.next;
 
 		if (remove_pending(left) < 0)
 			snapfs_error("snapshot %s/%s@%s is left behind; snapfs --cleanup or the "

@@ -773,6 +773,27 @@ struct snapfs_mechanism {
 };
 #define SNAPFS_WATCH_MS 100
 
+/* retry.c: what a mechanism could not remove, retried from its tick.  An
+ * item embeds struct snapfs_retry as its first member. */
+#define SNAPFS_RETRY_SECONDS 5
+struct snapfs_retry {
+	struct snapfs_retry *next;
+};
+struct snapfs_retries {
+	pthread_mutex_t lock;
+	struct snapfs_retry *head;   /* under lock */
+	struct timespec last;        /* under lock: the last item handed out */
+	bool tried;
+};
+#define SNAPFS_RETRIES_INIT { PTHREAD_MUTEX_INITIALIZER, NULL, { 0, 0 }, false }
+void snapfs_retries_add(struct snapfs_retries *q, struct snapfs_retry *r);
+/* One item to retry now (taken off the queue; add it back if it fails
+ * again), or NULL: none, or one was handed out under SNAPFS_RETRY_SECONDS
+ * ago. */
+struct snapfs_retry *snapfs_retries_due(struct snapfs_retries *q);
+/* Every item, for a last try at shutdown. */
+struct snapfs_retry *snapfs_retries_take_all(struct snapfs_retries *q);
+
 extern const struct snapfs_mechanism snapfs_mech_lvm, snapfs_mech_reflink,
 	snapfs_mech_direct, snapfs_mech_libvirt, snapfs_mech_rbd;
 /* The mechanisms, NULL-terminated (guest.c), and that of an origin kind
