@@ -11,10 +11,14 @@
  * of snapfs there is removed and its readers get EIO, as those of an
  * overflowed LVM snapshot do.  Checked once a second while held.
  *
- * Snapshots are made through an image opened for it (never read-write in
- * any other sense): when a running qemu elsewhere holds the image's
+ * Snapshots are made and removed through an image opened for it (never
+ * read-write in any other sense): when a running qemu holds the image's
  * exclusive lock, librbd asks that qemu to make the snapshot, and the lock
- * is never broken.
+ * is never broken.  When nobody holds it, librbd takes it to make the
+ * snapshot and keeps it until that image is closed: so that a guest that
+ * starts writing never waits on snapfs for it (nor, after a crash of
+ * snapfs, on the dead client's watch to time out), that image is closed
+ * once the snapshot is made, and a removal opens one of its own.
  */
 #include "config.h"
 
@@ -144,9 +148,14 @@ static int rbd_plan(const struct snapfs_guest *g, const struct snapfs_disk *o,
 	*d->rbd = *o->rbd;
 	snapfs_rbd_name(d->rbd, name, sizeof(name));
 	rc = snapfs_rbd_open(d->rbd, NULL, true, &d->rbd_head, err, sizeof(err));
-	if (rc == 0 && (rc = room(d->rbd_head, true, err, sizeof(err))) < 0) {
+	if (rc == 0)
+		rc = snapfs_rbd_open(d->rbd, NULL, true, &d->rbd_maker, err, sizeof(err));
+	if (rc == 0)
+		rc = room(d->rbd_head, true, err, sizeof(err));
+	if (rc < 0) {
+		snapfs_rbd_close(d->rbd_maker);
 		snapfs_rbd_close(d->rbd_head);
-		d->rbd_head = NULL;
+		d->rbd_maker = d->rbd_head = NULL;
 	}
 	if (rc < 0)
 		snapfs_error("guest %s disk %s: RBD image %s not snapshotted: %s", g->dir,
@@ -172,7 +181,7 @@ static int rbd_take(const struct snapfs_guest *g, struct snapfs_snapdisk **ds, s
 		int rc;
 
 		new_name(d->rbd_snap, sizeof(d->rbd_snap));
-		rc = snapfs_rbd_snap_create(d->rbd_head, d->rbd_snap);
+		rc = snapfs_rbd_snap_create(d->rbd_maker, d->rbd_snap);
 		if (rc < 0) {
 			snapfs_rbd_name(d->rbd, name, sizeof(name));
 			snapfs_error("guest %s disk %s: cannot snapshot RBD image %s: %s", g->dir,
@@ -189,8 +198,12 @@ static int rbd_take(const struct snapfs_guest *g, struct snapfs_snapdisk **ds, s
 static int rbd_open_snap(const struct snapfs_guest *g, struct snapfs_snapdisk *d)
 {
 	char err[512], name[300];
-	int rc = snapfs_rbd_open(d->rbd, d->rbd_snap, false, &d->rbd_img, err, sizeof(err));
+	int rc;
 
+	/* It may hold the image's exclusive lock: give it back. */
+	snapfs_rbd_close(d->rbd_maker);
+	d->rbd_maker = NULL;
+	rc = snapfs_rbd_open(d->rbd, d->rbd_snap, false, &d->rbd_img, err, sizeof(err));
 	snapfs_rbd_name(d->rbd, name, sizeof(name));
 	if (rc < 0) {
 		snapfs_error("guest %s disk %s: snapshot %s@%s: %s", g->dir, d->target, name,
@@ -256,15 +269,30 @@ static int rbd_check(const struct snapfs_snapdisk *d, char *why, size_t len)
 	return -EIO;
 }
 
+/* Remove snapshot snap of spec's image through an image opened for it
+ * alone, closed at once (with the exclusive lock it may have taken). */
+static int remove_snap(const struct snapfs_rbd_spec *spec, const char *snap)
+{
+	struct snapfs_rbd *r;
+	char err[512];
+	int rc = snapfs_rbd_open(spec, NULL, true, &r, err, sizeof(err));
+
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc; /* the image is gone, and its snapshots */
+	rc = snapfs_rbd_snap_remove(r, snap);
+	snapfs_rbd_close(r);
+	return rc;
+}
+
 static void rbd_remove(struct snapfs_snapdisk *d)
 {
 	char name[300];
-	int rc = -ENOTCONN;
+	int rc;
 
 	snapfs_rbd_close(d->rbd_img);
-	d->rbd_img = NULL;
-	if (d->rbd_head)
-		rc = snapfs_rbd_snap_remove(d->rbd_head, d->rbd_snap);
+	snapfs_rbd_close(d->rbd_maker);
+	d->rbd_img = d->rbd_maker = NULL;
+	rc = remove_snap(d->rbd, d->rbd_snap);
 	snapfs_rbd_close(d->rbd_head);
 	d->rbd_head = NULL;
 	if (rc < 0) {
@@ -331,7 +359,7 @@ static void rbd_watch(struct snapfs_snapdisk *const *ds, size_t n)
 			if (!d->rbd_head || !same_cluster(d->rbd, ds[i]->rbd) ||
 			    !snapfs_snapdisk_drop(d))
 				continue;
-			rc = snapfs_rbd_snap_remove(d->rbd_head, d->rbd_snap);
+			rc = remove_snap(d->rbd, d->rbd_snap);
 			snapfs_rbd_name(d->rbd, name, sizeof(name));
 			snapfs_error("guest %s disk %s: snapshot %s@%s dropped: %s; reads of this "
 				     "snapshot set fail with EIO until it is released%s%s",
@@ -342,18 +370,6 @@ static void rbd_watch(struct snapfs_snapdisk *const *ds, size_t n)
 	}
 }
 
-static int remove_pending(const struct pending *p)
-{
-	struct snapfs_rbd *r;
-	char err[512];
-	int rc = snapfs_rbd_open(&p->spec, NULL, true, &r, err, sizeof(err));
-
-	if (rc < 0)
-		return rc == -ENOENT ? 0 : rc; /* the image is gone, and its snapshots */
-	rc = snapfs_rbd_snap_remove(r, p->snap);
-	snapfs_rbd_close(r);
-	return rc;
-}
 
 /* Retries of failed removals, one every 5 seconds at most. */
 static void rbd_tick(void)
@@ -362,7 +378,7 @@ static void rbd_tick(void)
 
 	if (!retry)
 		return;
-	if (remove_pending(retry) == 0)
+	if (remove_snap(&retry->spec, retry->snap) == 0)
 		snapfs_info("snapshot %s@%s removed at last", retry->spec.image, retry->snap);
 	else
 		add_pending(&retry->spec, retry->snap);
@@ -377,7 +393,7 @@ static void rbd_shutdown(void)
 	while (left) {
 		struct pending *next = (struct pending *)left->link.next;
 
-		if (remove_pending(left) < 0)
+		if (remove_snap(&left->spec, left->snap) < 0)
 			snapfs_error("snapshot %s/%s@%s is left behind; snapfs --cleanup or the "
 				     "next start removes it",
 				     left->spec.pool, left->spec.image, left->snap);

@@ -715,7 +715,10 @@ struct snapfs_snapdisk {
 	struct snapfs_nbd *nbd;       /* its export of this disk */
 	/* SNAPFS_ORIGIN_RBD */
 	struct snapfs_rbd_spec *rbd;  /* the image (copied) */
-	struct snapfs_rbd *rbd_head;  /* the image, opened to snapshot it */
+	struct snapfs_rbd *rbd_head;  /* the image, read-write but never written:
+				       * it watches the image's header */
+	struct snapfs_rbd *rbd_maker; /* the image, opened to make the snapshot
+				       * and closed once it is made */
 	struct snapfs_rbd *rbd_img;   /* open at the snapshot */
 	char rbd_snap[128];           /* the snapshot's name */
 	char *scratch;                /* the scratch file of this disk */

@@ -132,6 +132,7 @@ static void free_set(struct snapfs_snapset *s)
 		free(s->disk[i].scratch);
 		snapfs_rbd_close(s->disk[i].rbd_img);
 		snapfs_rbd_close(s->disk[i].rbd_head);
+		snapfs_rbd_close(s->disk[i].rbd_maker);
 		if (s->disk[i].rbd) {
 			explicit_bzero(s->disk[i].rbd->key, sizeof(s->disk[i].rbd->key));
 			free(s->disk[i].rbd);
