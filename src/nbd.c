@@ -22,8 +22,6 @@
  * (docs/performance.md). */
 #define NBD_REQUEST_MAX (256u << 10)
 #define NBD_CONNS_MAX 16
-/* A map of more extents than this is not kept: all of it counts as data. */
-#define NBD_MAP_MAX (1u << 20)
 
 struct conn {
 	pthread_mutex_t lock;
@@ -151,30 +149,6 @@ struct map_walk {
 	int err;
 };
 
-/* Add [start, end) as data, merged with the last extent when they touch. */
-static int add_data(struct map_walk *w, uint64_t start, uint64_t end)
-{
-	struct snapfs_thinmap *m = w->map;
-
-	if (m->n && m->ext[m->n - 1].end == start) {
-		m->ext[m->n - 1].end = end;
-		return 0;
-	}
-	if (m->n == NBD_MAP_MAX)
-		return -E2BIG;
-	if (m->n == w->alloc) {
-		size_t alloc = w->alloc ? w->alloc * 2 : 64;
-		struct snapfs_extent *grown = realloc(m->ext, alloc * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		m->ext = grown;
-		w->alloc = alloc;
-	}
-	m->ext[m->n++] = (struct snapfs_extent){ start, end };
-	return 0;
-}
-
 static int extent_cb(void *opaque, const char *context, uint64_t offset, uint32_t *entries,
 		     size_t nr, int *error)
 {
@@ -189,7 +163,7 @@ static int extent_cb(void *opaque, const char *context, uint64_t offset, uint32_
 		if (!len)
 			break; /* a server that makes no progress: stop */
 		if (!(entries[i + 1] & LIBNBD_STATE_HOLE))
-			w->err = add_data(w, at, at + len);
+			w->err = snapfs_thinmap_add(w->map, &w->alloc, at, at + len);
 		at += len;
 	}
 	if (at > w->next)

@@ -35,7 +35,7 @@ struct cluster {
 	bool space_thread, space_known, nearfull;
 	uint64_t free_bytes, total;
 	int space_err;
-	struct timespec space_at, space_wanted;
+	struct timespec space_wanted;
 	/* A read that timed out: reads fail at once for SNAPFS_RBD_RETRY
 	 * seconds, rather than each wait out the timeout (atomic). */
 	int64_t lost_at;              /* CLOCK_MONOTONIC seconds, 0: never */
@@ -265,9 +265,6 @@ int snapfs_rbd_read_cb(void *r, void *buf, size_t len, uint64_t off)
 	return snapfs_rbd_read(r, buf, len, off);
 }
 
-/* A map of more extents than this is not kept: all of it counts as data. */
-#define RBD_MAP_MAX (1u << 20)
-
 struct map_walk {
 	struct snapfs_thinmap *map;
 	size_t alloc;
@@ -277,32 +274,11 @@ struct map_walk {
 static int extent_cb(uint64_t off, size_t len, int exists, void *opaque)
 {
 	struct map_walk *w = opaque;
-	struct snapfs_thinmap *m = w->map;
 
 	if (!exists || !len)
 		return 0;
-	if (m->n && m->ext[m->n - 1].end >= off) {
-		if (off + len > m->ext[m->n - 1].end)
-			m->ext[m->n - 1].end = off + len;
-		return 0;
-	}
-	if (m->n == RBD_MAP_MAX) {
-		w->err = -E2BIG;
-		return -E2BIG;
-	}
-	if (m->n == w->alloc) {
-		size_t alloc = w->alloc ? w->alloc * 2 : 64;
-		struct snapfs_extent *grown = realloc(m->ext, alloc * sizeof(*grown));
-
-		if (!grown) {
-			w->err = -ENOMEM;
-			return -ENOMEM;
-		}
-		m->ext = grown;
-		w->alloc = alloc;
-	}
-	m->ext[m->n++] = (struct snapfs_extent){ off, off + len };
-	return 0;
+	w->err = snapfs_thinmap_add(w->map, &w->alloc, off, off + len);
+	return w->err;
 }
 
 int snapfs_rbd_map(struct snapfs_rbd *r, struct snapfs_thinmap *out)
@@ -314,10 +290,7 @@ int snapfs_rbd_map(struct snapfs_rbd *r, struct snapfs_thinmap *out)
 	/* From the image's creation, its parent's data included. */
 	rc = rbd_diff_iterate2(r->img, NULL, 0, r->size, 1, 0, extent_cb, &w);
 	if (rc == 0)
-		rc = w.err;
-	for (size_t i = 1; rc == 0 && i < out->n; i++)
-		if (out->ext[i].start < out->ext[i - 1].end)
-			rc = -EIO; /* not in order: not trusted */
+		rc = w.err; /* out of order or overlapping: not trusted */
 	if (rc == 0 && out->n && out->ext[out->n - 1].end > r->size)
 		out->ext[out->n - 1].end = r->size;
 	if (rc < 0)
@@ -428,7 +401,6 @@ static void *space_main(void *arg)
 			c->total = total;
 			c->nearfull = nearfull;
 			c->space_known = true;
-			clock_gettime(CLOCK_MONOTONIC, &c->space_at);
 		}
 		pthread_mutex_unlock(&c->space_lock);
 		sleep(1);

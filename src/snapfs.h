@@ -337,6 +337,11 @@ int snapfs_thinmap_read(const char *dm_name, struct snapfs_thinmap *out);
 /* Parse thin_dump's XML for dev_id: 0, -ENOENT (no such device), -EINVAL,
  * -E2BIG (too fragmented to keep), -ENOMEM. */
 int snapfs_thinmap_parse(const char *xml, uint64_t dev_id, struct snapfs_thinmap *out);
+/* Append [start, end) to a map being built (*cap: its allocated length,
+ * 0 at first), merged with the last extent when they touch: 0, -EINVAL
+ * when not after the last extent (a map out of order is not trusted),
+ * -E2BIG past a million extents, -ENOMEM. */
+int snapfs_thinmap_add(struct snapfs_thinmap *m, size_t *cap, uint64_t start, uint64_t end);
 void snapfs_thinmap_free(struct snapfs_thinmap *m);
 /* As lseek's SEEK_DATA or SEEK_HOLE (whence) in [off, end): end when none. */
 uint64_t snapfs_thinmap_seek(const struct snapfs_thinmap *m, uint64_t off, uint64_t end,

@@ -72,9 +72,7 @@ static int attr_u64(const char *tag, const char *name, uint64_t *out)
 	return -EINVAL;
 }
 
-/* Append [start, end) bytes, merging with the last extent when they touch;
- * mappings come sorted by origin block. */
-static int map_add(struct snapfs_thinmap *m, size_t *cap, uint64_t start, uint64_t end)
+int snapfs_thinmap_add(struct snapfs_thinmap *m, size_t *cap, uint64_t start, uint64_t end)
 {
 	if (m->n && start < m->ext[m->n - 1].end)
 		return -EINVAL; /* not sorted, or overlapping */
@@ -155,7 +153,7 @@ int snapfs_thinmap_parse(const char *xml, uint64_t dev_id, struct snapfs_thinmap
 		if (rc == 0 && start > UINT64_MAX - len)
 			rc = -EINVAL;
 		if (rc == 0)
-			rc = map_add(out, &cap, start, start + len);
+			rc = snapfs_thinmap_add(out, &cap, start, start + len);
 		if (rc < 0) {
 			snapfs_thinmap_free(out);
 			return rc;

@@ -115,6 +115,31 @@ static void test_parse_refuses(void **state UNUSED)
 	}
 }
 
+/* Maps from NBD block status and rbd diff are built extent by extent:
+ * touching extents merge, and one that is not after the last is refused,
+ * so that a map out of order is never trusted (it would hide data). */
+static void test_add(void **state UNUSED)
+{
+	struct snapfs_thinmap m = { 0 };
+	size_t cap = 0;
+
+	assert_int_equal(snapfs_thinmap_add(&m, &cap, 4096, 8192), 0);
+	assert_int_equal(snapfs_thinmap_add(&m, &cap, 8192, 12288), 0);
+	assert_int_equal(snapfs_thinmap_add(&m, &cap, 65536, 69632), 0);
+	assert_int_equal(m.n, 2);
+	assert_int_equal(m.ext[0].start, 4096);
+	assert_int_equal(m.ext[0].end, 12288);
+	assert_int_equal(snapfs_thinmap_bytes(&m, 0, 1 << 20), 12288);
+	assert_int_equal(snapfs_thinmap_add(&m, &cap, 0, 4096), -EINVAL);
+	assert_int_equal(snapfs_thinmap_add(&m, &cap, 66000, 70000), -EINVAL);
+	assert_int_equal(m.n, 2);
+	for (unsigned i = 0; i < 200; i++)
+		assert_int_equal(snapfs_thinmap_add(&m, &cap, (i + 100) << 20,
+						    ((i + 100) << 20) + 512), 0);
+	assert_int_equal(m.n, 202);
+	snapfs_thinmap_free(&m);
+}
+
 static void test_seek_and_bytes(void **state UNUSED)
 {
 	struct snapfs_extent ext[] = { { 100, 200 }, { 300, 350 }, { 1000, 1100 } };
@@ -153,6 +178,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_parse_refuses),
+		cmocka_unit_test(test_add),
 		cmocka_unit_test(test_seek_and_bytes),
 	};
 
