@@ -72,6 +72,29 @@ void snapfs_source_libvirt_mode(enum snapfs_snapshot_mode mode)
 	snapshot_mode = mode;
 }
 
+/* The key of spec from the libvirt secret it names, through the
+ * read-write connection: libvirt gives no secret's value to a read-only
+ * one, which lists the guests. */
+static int rbd_key(virConnectPtr ro, struct snapfs_rbd_spec *spec, char *why, size_t len)
+{
+	virConnectPtr rw;
+	char *uri;
+	int rc;
+
+	if (!spec->secret_uuid[0] && !spec->secret_usage[0])
+		return 0;
+	uri = virConnectGetURI(ro);
+	rw = uri ? snapfs_libvirt_connect(uri) : NULL;
+	free(uri);
+	if (!rw) {
+		snprintf(why, len, "libvirt cannot be reached read-write to read its secret");
+		return -EIO;
+	}
+	rc = snapfs_rbd_key_from_libvirt(rw, spec, why, len);
+	virConnectClose(rw);
+	return rc;
+}
+
 /* A Ceph RBD image, snapshotted by the cluster: 1 when added, 0 when its
  * cluster or key cannot be had (*why), -ENOMEM. */
 static int add_rbd_disk(virConnectPtr conn, struct snapfs_guest *g, const char *shown,
@@ -87,8 +110,7 @@ static int add_rbd_disk(virConnectPtr conn, struct snapfs_guest *g, const char *
 	/* A secret that cannot be read (a driver without secrets, a private
 	 * one): the keyring Ceph's configuration names for the same user. */
 	snprintf(key, sizeof(key), "rbd secret %s %s", g->key, d->target);
-	if (snapfs_rbd_key_from_libvirt(conn, &spec, err, sizeof(err)) < 0 &&
-	    snapfs_log_first(key, err))
+	if (rbd_key(conn, &spec, err, sizeof(err)) < 0 && snapfs_log_first(key, err))
 		snapfs_info("guest %s disk %s: %s; using the keyring of client.%s that the Ceph "
 			    "configuration names", shown, d->target, err,
 			    spec.user[0] ? spec.user : "admin");
