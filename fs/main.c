@@ -181,7 +181,7 @@ static int serve(struct snapfs_opts *o, struct fuse_args *args, const char *owne
 	} else {
 		loop_cfg = fuse_loop_cfg_create();
 		if (loop_cfg)
-			fuse_loop_cfg_set_max_threads(loop_cfg, 32);
+			fuse_loop_cfg_set_max_threads(loop_cfg, SNAPFS_MAX_BACKGROUND);
 		rc = fuse_session_loop_mt(se, loop_cfg);
 		fuse_loop_cfg_destroy(loop_cfg);
 	}

@@ -50,6 +50,17 @@ static void first_request(void)
 	pthread_once(&readahead_once, apply_readahead);
 }
 
+/* init: how many reads the kernel keeps in flight.  Readahead's reads are
+ * background requests, of which the kernel keeps 12 in flight by default
+ * and, past 9 (its congestion threshold), sends no more readahead at all:
+ * a reader of a disk over the network then waits on every window.  snapfs
+ * serves reads from up to 32 threads; let the kernel send that many. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	conn->max_background = SNAPFS_MAX_BACKGROUND;
+	conn->congestion_threshold = SNAPFS_MAX_BACKGROUND * 3 / 4;
+}
+
 /* lookup: a name in a directory, counted by the kernel until it forgets
  * it.  Never creates a snapshot. */
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -455,6 +466,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 }
 
 const struct fuse_lowlevel_ops snapfs_ops = {
+	.init = op_init,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,

@@ -59,6 +59,9 @@ void snapfs_opts_usage(const char *prog);
 /* Default of -o readahead=KIB: 1 MiB requests (the most FUSE sends) with a
  * few in flight. */
 #define SNAPFS_READAHEAD_KB 4096
+/* Background requests (readahead) the kernel keeps in flight; also the
+ * most worker threads the loop starts. */
+#define SNAPFS_MAX_BACKGROUND 32
 /* Set the readahead window of the snapfs mount on mountpoint to kib; call
  * once the kernel has applied init's reply.  0 or -errno, logged. */
 int snapfs_fs_set_readahead(const char *mountpoint, unsigned kib);
