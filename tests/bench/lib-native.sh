@@ -32,7 +32,25 @@ hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 clk_tck=$(getconf CLK_TCK)
 # The machine, for the table's head.
 machine() {
-	echo "native, $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(($(awk '/MemTotal/ { print $2 }' /proc/meminfo) >> 20)) GiB, kernel $(uname -r)"
+	echo "native, $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(($(awk '/MemTotal/ { print $2 }' /proc/meminfo) >> 20)) GiB, kernel $(uname -r)$(page_reporting)"
+}
+
+# A VM whose balloon reports free pages to its host (virtio-balloon's free
+# page reporting) gets those pages back only by faulting each in again, at
+# the host's cost: the first write to memory freed a moment before (the
+# page cache that drop_caches emptied) is then several times slower.  Every
+# reader that keeps what it reads (a FUSE server's page cache, nbdcopy into
+# tmpfs) pays it; nbdcopy to null: does not.  The table's head says whether
+# it is on: the smallest free block reported (page_reporting_order).
+page_reporting() {
+	local order=/sys/module/page_reporting/parameters/page_reporting_order f
+	# Feature bit 5 of the balloon: VIRTIO_BALLOON_F_REPORTING.
+	for f in /sys/bus/virtio/drivers/virtio_balloon/virtio*/features; do
+		if [ -r "$order" ] && [ "$(cut -c6 "$f" 2>/dev/null)" = 1 ]; then
+			echo ", free page reporting on (blocks of 2^$(<"$order") pages)"
+			return
+		fi
+	done
 }
 
 # bench_xfs SIZE_MIB: XFS (reflink) on a loop device over a file in
