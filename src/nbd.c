@@ -153,15 +153,23 @@ static int read_batch(struct snapfs_nbd *n, struct conn *c, char *buf, size_t le
 	while (done < sent) {
 		int r = nbd_aio_command_completed(c->h, (uint64_t)cookie[done]);
 
-		if (r == 0 && nbd_poll(c->h, -1) >= 0)
+		if (r == 0 && (nbd_poll(c->h, -1) >= 0 || nbd_get_errno() == EINTR))
 			continue;
 		if (r != 1 && rc == 0) {
 			log_read_error(n, off + (uint64_t)done * NBD_REQUEST_MAX, nbd_get_error(),
 				       nbd_get_errno());
 			rc = -EIO;
 		}
-		if (r == 0)
-			break; /* the connection died: nothing more arrives */
+		if (r == 0) {
+			/* No more waiting on this connection, but requests still
+			 * in flight on it would write into buf once another
+			 * reader polls it: it goes, and reads of it fail. */
+			if (!nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h)) {
+				nbd_close(c->h);
+				c->h = NULL;
+			}
+			break;
+		}
 		done++;
 	}
 	return rc;
@@ -177,7 +185,7 @@ int snapfs_nbd_read(struct snapfs_nbd *n, void *buf, size_t len, uint64_t off)
 		size_t part = len < batch ? len : batch;
 		struct conn *c = take_conn(n);
 
-		rc = read_batch(n, c, p, part, off);
+		rc = c->h ? read_batch(n, c, p, part, off) : -EIO;
 		pthread_mutex_unlock(&c->lock);
 		p += part;
 		off += part;
@@ -223,7 +231,9 @@ int snapfs_nbd_map(struct snapfs_nbd *n, uint64_t size, struct snapfs_thinmap *o
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&c->lock);
-	if (nbd_can_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1)
+	if (!c->h)
+		rc = -EIO;
+	else if (nbd_can_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION) != 1)
 		rc = -ENOTSUP;
 	while (rc == 0 && w.err == 0 && w.next < size) {
 		uint64_t at = w.next, left = size - at;
@@ -256,7 +266,7 @@ void snapfs_nbd_close(struct snapfs_nbd *n, bool goodbye)
 		/* A polite goodbye only to a server still there: libnbd 1.14
 		 * reads freed memory shutting down a connection whose server
 		 * went away unseen. */
-		if (goodbye && nbd_aio_is_ready(n->conn[i].h) == 1)
+		if (goodbye && n->conn[i].h && nbd_aio_is_ready(n->conn[i].h) == 1)
 			nbd_shutdown(n->conn[i].h, 0);
 		nbd_close(n->conn[i].h);
 		pthread_mutex_destroy(&n->conn[i].lock);

@@ -661,6 +661,25 @@ static void remove_leftovers(const char *scratch, const char *mine)
 	}
 }
 
+/* libvirt answers an abort before qemu has ended the job.  A sweep (at
+ * start, or --cleanup) returns with the dead run's jobs gone and only then
+ * removes their scratch files: up to SWEEP_WAIT_MS for each job, then a
+ * warning. */
+#define SWEEP_WAIT_MS 10000
+
+static void wait_job_gone(virDomainPtr dom, const char *socket)
+{
+	for (int waited = 0; waited < SWEEP_WAIT_MS; waited += 50) {
+		CLEANUP_FREE char *now = job_socket(dom, NULL, NULL);
+
+		if (!now || strcmp(now, socket))
+			return;
+		usleep(50 * 1000);
+	}
+	snapfs_warn("guest %s: the backup job at %s was aborted but has not ended after %d s",
+		    virDomainGetName(dom), socket, SWEEP_WAIT_MS / 1000);
+}
+
 int snapfs_libvirt_sweep(const char *uri_, const char *owner, const char *scratch)
 {
 	virConnectPtr conn;
@@ -681,6 +700,7 @@ int snapfs_libvirt_sweep(const char *uri_, const char *owner, const char *scratc
 
 		if (ours(socket, owner ? mine : NULL)) {
 			if (abort_if_ours(doms[i], socket) == 0) {
+				wait_job_gone(doms[i], socket);
 				snapfs_info("aborted the backup job of guest %s that a dead snapfs "
 					    "left (%s)",
 					    virDomainGetName(doms[i]), socket);
