@@ -146,8 +146,8 @@ grep -q "guest other: it is in a backup job snapfs did not start" "$SNAPFS_LOG" 
 # ---- kill -9, then a restart: exactly snapfs's job goes --------------------------
 exec 3<"$mnt/web/vda.raw"
 [ "$(jobs_of web)" = Unbounded ] || fail "no job for web"
+snapfs_kill9 "$mnt" # the file still open: no linger runs out before the kill
 exec 3<&-
-snapfs_kill9 "$mnt"
 [ "$(jobs_of web)" = Unbounded ] || fail "the dead run's job is not there to sweep"
 snapfs_start qemu:///system "$mnt" -o scratch_dir="$scratch"
 [ -z "$(jobs_of web | grep -v None)" ] || fail "the restart left the dead run's job"
@@ -157,8 +157,8 @@ grep -q "aborted 1 backup job(s) left behind" "$SNAPFS_LOG" || fail "no sweep li
 
 # ---- kill -9, then snapfs --cleanup MOUNTPOINT: the same -------------------------
 exec 3<"$mnt/web/vda.raw"
-exec 3<&-
 snapfs_kill9 "$mnt"
+exec 3<&-
 [ "$(jobs_of web)" = Unbounded ] || fail "the dead run's job is not there for --cleanup"
 out=$("$SNAPFS_BIN" --cleanup -o scratch_dir="$scratch" "$mnt" 2>&1) || fail "--cleanup: $out"
 case $out in *"aborted 1 leftover backup job(s) of $mnt"*) ;; *) fail "--cleanup said: $out" ;; esac
