@@ -46,6 +46,14 @@ exec 3<"$mnt/guest/vda.raw"
 d=$(stat -c %d $mnt)
 ra=$(cat /sys/class/bdi/$((d >> 8)):$((d & 255))/read_ahead_kb)
 [ "$ra" = 4096 ] || fail "the mount's read_ahead_kb is $ra, not 4096"
+# ... and the kernel may keep 32 of them in flight (init's max_background),
+# not its default 12, past 9 of which it sends no more readahead.
+fc=/sys/fs/fuse/connections
+[ -d "$fc/$((d & 255))" ] || mount -t fusectl none $fc || fail "no $fc"
+[ "$(cat "$fc/$((d & 255))/max_background")" = 32 ] ||
+	fail "the mount's max_background is $(cat "$fc/$((d & 255))/max_background"), not 32"
+[ "$(cat "$fc/$((d & 255))/congestion_threshold")" = 24 ] ||
+	fail "the mount's congestion_threshold is $(cat "$fc/$((d & 255))/congestion_threshold")"
 checked=0
 for disk in vda vdb; do
 	snap=$(getfattr --absolute-names --only-values -n user.snapfs.snapshot "$mnt/guest/$disk.raw")
