@@ -47,6 +47,7 @@ struct snapfs_rbd {
 	rados_ioctx_t io;
 	rbd_image_t img;
 	uint64_t size;
+	struct snapfs_rbd_stream *stream; /* at a snapshot: its sequential reads */
 };
 
 static pthread_mutex_t clusters_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -198,6 +199,9 @@ int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool f
 		rbd_close(r->img);
 		goto fail_io;
 	}
+	/* Without memory for it, every read goes to librbd directly. */
+	if (snap)
+		r->stream = snapfs_rbd_stream_new(r->img, r->size);
 	*out = r;
 	return 0;
 fail_io:
@@ -229,6 +233,14 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 		return -EIO;
 	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
 		return -ETIMEDOUT;
+	if (r->stream) {
+		int rc = snapfs_rbd_stream_read(r->stream, buf, len, off);
+
+		if (rc == -ETIMEDOUT)
+			__atomic_store_n(&r->c->lost_at, now_seconds(), __ATOMIC_RELAXED);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
 	while (len) {
 		ssize_t n = rbd_read2(r->img, off, len, p, LIBRADOS_OP_FLAG_FADVISE_NOCACHE);
 
@@ -459,6 +471,7 @@ void snapfs_rbd_close(struct snapfs_rbd *r)
 {
 	if (!r)
 		return;
+	snapfs_rbd_stream_free(r->stream);
 	rbd_close(r->img);
 	rados_ioctx_destroy(r->io);
 	free(r);

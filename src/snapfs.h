@@ -1072,6 +1072,25 @@ void snapfs_rbd_shutdown(void);
 /* "POOL/IMAGE" or "POOL/NS/IMAGE", for log lines and xattrs. */
 void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len);
 
+/* ---- rbd-stream.c: sequential reads of a snapshot, whole chunks ahead ----
+ *
+ * A reader going forward through an open snapshot (img, an rbd_image_t, of
+ * size bytes) is served from chunks of SNAPFS_RBD_CHUNK bytes read ahead of
+ * it, SNAPFS_RBD_AHEAD in flight, into buffers kept until the stream is
+ * freed (at most SNAPFS_RBD_AHEAD + 2 chunks).  Only for what never
+ * changes: a snapshot. */
+#define SNAPFS_RBD_CHUNK (4u << 20)
+#define SNAPFS_RBD_AHEAD 4
+
+struct snapfs_rbd_stream;
+struct snapfs_rbd_stream *snapfs_rbd_stream_new(void *img, uint64_t size);
+/* Waits for the chunks still being read. */
+void snapfs_rbd_stream_free(struct snapfs_rbd_stream *s);
+/* len bytes at off, from any thread: 1 when read through the stream, 0
+ * when the read is not one of a stream's (the caller reads it), or
+ * -errno (librbd's) when a chunk it needs failed. */
+int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, uint64_t off);
+
 /* rbd-libvirt.c: the key of spec from the libvirt secret it names, if any
  * (base64, as Ceph wants it): 0, or -EACCES with why. */
 int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec *spec,
