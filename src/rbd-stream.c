@@ -191,14 +191,18 @@ static void put(struct slot **need, size_t n)
 		need[k]->users--;
 }
 
-int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, uint64_t off)
+/* The slots of the chunks [off, off + len) needs, read and held in need
+ * (*n of them): 1; 0 when the read is not a stream's; or -errno (librbd's)
+ * when one of them failed, nothing held. */
+static int acquire(struct snapfs_rbd_stream *s, size_t len, uint64_t off, struct slot **need,
+		   size_t *n)
 {
-	struct slot *need[2], *todo[2 + SNAPFS_RBD_AHEAD];
-	size_t n = 0, ntodo = 0;
+	struct slot *todo[2 + SNAPFS_RBD_AHEAD];
 	uint64_t first, lastc, c;
-	char *p = buf;
-	int rc = 0;
+	size_t ntodo = 0;
+	int rc = 1;
 
+	*n = 0;
 	if (!len || off > s->size || len > s->size - off)
 		return 0;
 	first = off / SNAPFS_RBD_CHUNK;
@@ -229,10 +233,11 @@ int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, u
 		}
 		sl->users++;
 		sl->used = s->tick;
-		need[n++] = sl;
+		need[(*n)++] = sl;
 	}
 	if (c <= lastc) { /* no slot free: this read goes to librbd directly */
-		put(need, n);
+		put(need, *n);
+		*n = 0;
 		pthread_mutex_unlock(&s->lock);
 		submit(s, todo, ntodo);
 		return 0;
@@ -249,15 +254,31 @@ int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, u
 	pthread_mutex_unlock(&s->lock);
 	submit(s, todo, ntodo);
 	pthread_mutex_lock(&s->lock);
-	for (size_t k = 0; k < n; k++)
+	for (size_t k = 0; k < *n; k++)
 		while (need[k]->state == SLOT_LOADING)
 			pthread_cond_wait(&s->done, &s->lock);
-	for (size_t k = 0; k < n; k++)
+	for (size_t k = 0; k < *n; k++)
 		if (need[k]->state == SLOT_FAILED)
 			rc = need[k]->err;
+	if (rc < 0) {
+		put(need, *n);
+		*n = 0;
+	}
 	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, uint64_t off)
+{
+	struct slot *need[2];
+	size_t n;
+	char *p = buf;
+	int rc = acquire(s, len, off, need, &n);
+
+	if (rc <= 0)
+		return rc;
 	/* The slots are the reader's until put: none is refilled under it. */
-	for (size_t k = 0; !rc && k < n; k++) {
+	for (size_t k = 0; k < n; k++) {
 		uint64_t base = need[k]->chunk * SNAPFS_RBD_CHUNK;
 		uint64_t from = off > base ? off - base : 0;
 		size_t take = need[k]->len - (size_t)from;
@@ -272,5 +293,32 @@ int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, u
 	pthread_mutex_lock(&s->lock);
 	put(need, n);
 	pthread_mutex_unlock(&s->lock);
-	return rc < 0 ? rc : 1;
+	return 1;
+}
+
+int snapfs_rbd_stream_borrow(struct snapfs_rbd_stream *s, size_t len, uint64_t off,
+			     const char **data, void **token)
+{
+	struct slot *need[2];
+	size_t n;
+	int rc;
+
+	if (len && off / SNAPFS_RBD_CHUNK != (off + len - 1) / SNAPFS_RBD_CHUNK)
+		return 0; /* across two chunks: read, not borrowed */
+	rc = acquire(s, len, off, need, &n);
+	if (rc <= 0)
+		return rc;
+	*data = need[0]->buf + (off - need[0]->chunk * SNAPFS_RBD_CHUNK);
+	*token = need[0];
+	return 1;
+}
+
+void snapfs_rbd_stream_return(void *token)
+{
+	struct slot *sl = token;
+	struct snapfs_rbd_stream *s = sl->s;
+
+	pthread_mutex_lock(&s->lock);
+	put(&sl, 1);
+	pthread_mutex_unlock(&s->lock);
 }

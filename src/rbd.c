@@ -257,6 +257,22 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int snapfs_rbd_borrow(struct snapfs_rbd *r, size_t len, uint64_t off, const char **data,
+		      void **token)
+{
+	int64_t lost = __atomic_load_n(&r->c->lost_at, __ATOMIC_RELAXED);
+	int rc;
+
+	if (!r->stream)
+		return 0;
+	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
+		return -ETIMEDOUT;
+	rc = snapfs_rbd_stream_borrow(r->stream, len, off, data, token);
+	if (rc == -ETIMEDOUT)
+		__atomic_store_n(&r->c->lost_at, now_seconds(), __ATOMIC_RELAXED);
+	return rc;
+}
+
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name)
 {
 	int64_t lost = __atomic_load_n(&r->c->lost_at, __ATOMIC_RELAXED);

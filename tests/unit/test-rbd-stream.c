@@ -10,6 +10,7 @@
  * read once; many threads reading forward a little out of order (the
  * kernel's readahead) too; a reader jumping about is not served; a failed
  * chunk fails the reads that need it and is read again by the next one;
+ * bytes lent stay put until given back;
  * freeing the stream waits for the chunks still being read. */
 #include "config.h"
 
@@ -378,6 +379,37 @@ static void test_failed_ahead(void **state UNUSED)
 	free(buf);
 }
 
+/* Bytes lent rather than copied: the right ones, never refilled while
+ * lent however far the reader goes on, and not lent across two chunks. */
+static void test_borrow(void **state UNUSED)
+{
+	uint64_t size = 64 * MIB;
+	struct snapfs_rbd_stream *s = snapfs_rbd_stream_new(&size, size);
+	const char *data, *kept;
+	void *token, *kept_token;
+	char *buf = malloc(MIB);
+	unsigned direct = 0;
+
+	assert_non_null(s);
+	/* The first read is nobody's stream yet. */
+	assert_int_equal(snapfs_rbd_stream_borrow(s, MIB, 0, &data, &token), 0);
+	assert_int_equal(snapfs_rbd_stream_borrow(s, MIB, MIB, &kept, &kept_token), 1);
+	assert_true(right(kept, MIB, MIB));
+	for (uint64_t off = 2 * MIB; off < size; off += MIB) {
+		assert_int_equal(snapfs_rbd_stream_borrow(s, MIB, off, &data, &token), 1);
+		assert_true(right(data, MIB, off));
+		snapfs_rbd_stream_return(token);
+	}
+	assert_true(right(kept, MIB, MIB));
+	snapfs_rbd_stream_return(kept_token);
+	/* Across chunks 0 and 1: read, with the same bytes. */
+	assert_int_equal(snapfs_rbd_stream_borrow(s, MIB, CHUNK - 4096, &data, &token), 0);
+	assert_int_equal(read_as_snapfs(s, buf, MIB, CHUNK - 4096, &direct), 0);
+	assert_true(right(buf, MIB, CHUNK - 4096));
+	snapfs_rbd_stream_free(s);
+	free(buf);
+}
+
 static void *free_stream(void *s)
 {
 	snapfs_rbd_stream_free(s);
@@ -428,6 +460,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_many_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_chunk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_ahead, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_borrow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_waits, setup, teardown),
 	};
 
