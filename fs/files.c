@@ -324,10 +324,18 @@ const char *snapfs_file_bytes(const struct snapfs_file *f, size_t *size, off_t o
 	return *size ? f->data + off : f->data;
 }
 
-/* After a read of f's image returned rc: its size, or -EIO for a read
- * that failed or a snapshot invalidated meanwhile (said once). */
-static int read_done(struct snapfs_file *f, size_t size, off_t off, int rc)
+int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
 {
+	int rc;
+
+	if (off < 0 || f->data)
+		return -EINVAL;
+	if ((uint64_t)off >= f->size)
+		return 0;
+	if (size > f->size - (uint64_t)off)
+		size = (size_t)(f->size - (uint64_t)off);
+	rc = snapfs_image_read(f->img, buf, size, f->start + (uint64_t)off);
+	/* An invalidated snapshot fails its reads: say that, once. */
 	if ((f->whole_set ? snapfs_snapset_check_all(f->set)
 			  : snapfs_snapset_check(f->set, f->disk)) < 0)
 		return -EIO;
@@ -336,39 +344,6 @@ static int read_done(struct snapfs_file *f, size_t size, off_t off, int rc)
 		return -EIO;
 	}
 	return (int)size;
-}
-
-int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off)
-{
-	if (off < 0 || f->data)
-		return -EINVAL;
-	if ((uint64_t)off >= f->size)
-		return 0;
-	if (size > f->size - (uint64_t)off)
-		size = (size_t)(f->size - (uint64_t)off);
-	return read_done(f, size, off,
-			 snapfs_image_read(f->img, buf, size, f->start + (uint64_t)off));
-}
-
-int snapfs_file_borrow(struct snapfs_file *f, size_t size, off_t off, const char **data,
-		       void **token)
-{
-	int rc;
-
-	*token = NULL;
-	if (off < 0 || f->data || (uint64_t)off >= f->size)
-		return 0;
-	if (size > f->size - (uint64_t)off)
-		size = (size_t)(f->size - (uint64_t)off);
-	rc = snapfs_image_borrow(f->img, size, f->start + (uint64_t)off, data, token);
-	if (rc == 0)
-		return 0;
-	rc = read_done(f, size, off, rc < 0 ? rc : 0);
-	if (rc < 0 && *token) {
-		snapfs_image_return(*token);
-		*token = NULL;
-	}
-	return rc;
 }
 
 int snapfs_file_seek(struct snapfs_file *f, off_t off, int whence, off_t *out)

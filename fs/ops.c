@@ -331,22 +331,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct snapfs_file *f = file_of(fi);
 	const char *bytes = snapfs_file_bytes(f, &size, off);
-	void *token = NULL;
 	char *buf;
 	int n;
 
 	if (bytes) {
 		fuse_reply_buf(req, bytes, size);
-		return;
-	}
-	n = snapfs_file_borrow(f, size, off, &bytes, &token);
-	if (n > 0) {
-		fuse_reply_buf(req, bytes, (size_t)n);
-		snapfs_image_return(token);
-		return;
-	}
-	if (n < 0) {
-		fuse_reply_err(req, -n);
 		return;
 	}
 	buf = thread_buf(size);

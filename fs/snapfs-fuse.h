@@ -226,12 +226,6 @@ void snapfs_file_release(struct snapfs_file *f);
  * end), -EIO or -EINVAL.  buf aligned to SNAPFS_DIRECT_ALIGN reads with
  * O_DIRECT. */
 int snapfs_file_read(struct snapfs_file *f, char *buf, size_t size, off_t off);
-/* The same without a copy, where the image can lend the bytes (a
- * sequential reader of an RBD snapshot): the count (*data holds them until
- * snapfs_image_return(*token)), 0 when it cannot (read them instead), or
- * -EIO with nothing lent. */
-int snapfs_file_borrow(struct snapfs_file *f, size_t size, off_t off, const char **data,
-		       void **token);
 /* lseek(2) with SEEK_DATA (whence) or SEEK_HOLE at off: the offset of the
  * next data or hole in the file (its size when no hole comes before), or
  * -ENXIO (off at or past the end, or no data after it), -EIO (a dropped or

@@ -172,19 +172,6 @@ int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint
 	return -EIO;
 }
 
-int snapfs_image_borrow(const struct snapfs_image *im, size_t len, uint64_t off,
-			const char **data, void **token)
-{
-	if (im->kind != SNAPFS_IMAGE_DEVICE || im->dev->kind != SNAPFS_ORIGIN_RBD)
-		return 0;
-	return snapfs_rbd_disk_borrow(im->dev, len, off, data, token);
-}
-
-void snapfs_image_return(void *token)
-{
-	snapfs_rbd_stream_return(token);
-}
-
 int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end, int whence,
 		      uint64_t *out)
 {

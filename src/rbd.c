@@ -47,7 +47,6 @@ struct snapfs_rbd {
 	rados_ioctx_t io;
 	rbd_image_t img;
 	uint64_t size;
-	struct snapfs_rbd_stream *stream; /* at a snapshot: its sequential reads */
 };
 
 static pthread_mutex_t clusters_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -199,9 +198,6 @@ int snapfs_rbd_open(const struct snapfs_rbd_spec *spec, const char *snap, bool f
 		rbd_close(r->img);
 		goto fail_io;
 	}
-	/* Without memory for it, every read goes to librbd directly. */
-	if (snap)
-		r->stream = snapfs_rbd_stream_new(r->img, r->size);
 	*out = r;
 	return 0;
 fail_io:
@@ -233,14 +229,6 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 		return -EIO;
 	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
 		return -ETIMEDOUT;
-	if (r->stream) {
-		int rc = snapfs_rbd_stream_read(r->stream, buf, len, off);
-
-		if (rc == -ETIMEDOUT)
-			__atomic_store_n(&r->c->lost_at, now_seconds(), __ATOMIC_RELAXED);
-		if (rc)
-			return rc < 0 ? rc : 0;
-	}
 	while (len) {
 		ssize_t n = rbd_read2(r->img, off, len, p, LIBRADOS_OP_FLAG_FADVISE_NOCACHE);
 
@@ -255,22 +243,6 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-int snapfs_rbd_borrow(struct snapfs_rbd *r, size_t len, uint64_t off, const char **data,
-		      void **token)
-{
-	int64_t lost = __atomic_load_n(&r->c->lost_at, __ATOMIC_RELAXED);
-	int rc;
-
-	if (!r->stream)
-		return 0;
-	if (lost && now_seconds() - lost < SNAPFS_RBD_RETRY)
-		return -ETIMEDOUT;
-	rc = snapfs_rbd_stream_borrow(r->stream, len, off, data, token);
-	if (rc == -ETIMEDOUT)
-		__atomic_store_n(&r->c->lost_at, now_seconds(), __ATOMIC_RELAXED);
-	return rc;
 }
 
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name)
@@ -487,7 +459,6 @@ void snapfs_rbd_close(struct snapfs_rbd *r)
 {
 	if (!r)
 		return;
-	snapfs_rbd_stream_free(r->stream);
 	rbd_close(r->img);
 	rados_ioctx_destroy(r->io);
 	free(r);

@@ -224,13 +224,13 @@ static int rbd_open_snap(const struct snapfs_guest *g, struct snapfs_snapdisk *d
 	return 0;
 }
 
-/* A failed read of d's snapshot: logged once, EIO. */
-static int read_failed(const struct snapfs_snapdisk *d, int rc)
+int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len, uint64_t off)
 {
+	int rc = snapfs_snapdisk_dropped(d) ? -EIO : snapfs_rbd_read(d->rbd_img, buf, len, off);
 	char key[400], name[300];
 
-	if (snapfs_snapdisk_dropped(d))
-		return -EIO;
+	if (rc == 0 || snapfs_snapdisk_dropped(d))
+		return rc < 0 ? -EIO : 0;
 	snapfs_rbd_name(d->rbd, name, sizeof(name));
 	snprintf(key, sizeof(key), "rbd read %s %s %s", d->guest, d->file, d->rbd_snap);
 	if (snapfs_log_first(key, strerror(-rc)))
@@ -238,24 +238,6 @@ static int read_failed(const struct snapfs_snapdisk *d, int rc)
 			     "fails with EIO",
 			     d->guest, d->file, name, d->rbd_snap, strerror(-rc));
 	return -EIO;
-}
-
-int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len, uint64_t off)
-{
-	int rc = snapfs_snapdisk_dropped(d) ? -EIO : snapfs_rbd_read(d->rbd_img, buf, len, off);
-
-	return rc < 0 ? read_failed(d, rc) : 0;
-}
-
-int snapfs_rbd_disk_borrow(const struct snapfs_snapdisk *d, size_t len, uint64_t off,
-			   const char **data, void **token)
-{
-	int rc;
-
-	if (snapfs_snapdisk_dropped(d))
-		return -EIO;
-	rc = snapfs_rbd_borrow(d->rbd_img, len, off, data, token);
-	return rc < 0 ? read_failed(d, rc) : rc;
 }
 
 /* After each read: a snapshot removed by someone else may have lost the

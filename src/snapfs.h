@@ -972,13 +972,6 @@ void snapfs_io_fd(struct snapfs_qcow2_io *io, int *fd, uint64_t size, const char
  * -errno (-EIO).  DEVICE images read with O_DIRECT when buf is aligned
  * to SNAPFS_DIRECT_ALIGN. */
 int snapfs_image_read(const struct snapfs_image *im, void *buf, size_t len, uint64_t off);
-/* The len bytes at off without a copy, where the image can lend them (a
- * sequential reader of an RBD snapshot): 1, with *data valid until
- * snapfs_image_return(*token); 0, read them with snapfs_image_read; or
- * -errno. */
-int snapfs_image_borrow(const struct snapfs_image *im, size_t len, uint64_t off,
-			const char **data, void **token);
-void snapfs_image_return(void *token);
 /* SEEK_DATA or SEEK_HOLE (whence) in [off, end): as snapfs_device_seek.
  * A decoded disk's holes are its zero and unallocated clusters. */
 int snapfs_image_seek(const struct snapfs_image *im, uint64_t off, uint64_t end, int whence,
@@ -1051,11 +1044,6 @@ uint64_t snapfs_rbd_size(const struct snapfs_rbd *r);
  * -ETIMEDOUT at once for SNAPFS_RBD_RETRY seconds after a read of the same
  * cluster timed out). */
 int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off);
-/* The len bytes at off lent from a snapshot's stream (rbd-stream.c), when
- * they are a sequential reader's: 1 (give them back with
- * snapfs_rbd_stream_return(*token)), 0 (read them instead), or -errno. */
-int snapfs_rbd_borrow(struct snapfs_rbd *r, size_t len, uint64_t off, const char **data,
-		      void **token);
 /* Is snapshot name of r's image gone (removed by someone, as the image's
  * header said to every reader)?  1, 0, or -errno. */
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name);
@@ -1084,32 +1072,6 @@ void snapfs_rbd_shutdown(void);
 /* "POOL/IMAGE" or "POOL/NS/IMAGE", for log lines and xattrs. */
 void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len);
 
-/* ---- rbd-stream.c: sequential reads of a snapshot, whole chunks ahead ----
- *
- * A reader going forward through an open snapshot (img, an rbd_image_t, of
- * size bytes) is served from chunks of SNAPFS_RBD_CHUNK bytes read ahead of
- * it, SNAPFS_RBD_AHEAD in flight, into buffers kept until the stream is
- * freed (at most SNAPFS_RBD_AHEAD + 2 chunks).  Only for what never
- * changes: a snapshot. */
-#define SNAPFS_RBD_CHUNK (4u << 20)
-#define SNAPFS_RBD_AHEAD 4
-
-struct snapfs_rbd_stream;
-struct snapfs_rbd_stream *snapfs_rbd_stream_new(void *img, uint64_t size);
-/* Waits for the chunks still being read. */
-void snapfs_rbd_stream_free(struct snapfs_rbd_stream *s);
-/* len bytes at off, from any thread: 1 when read through the stream, 0
- * when the read is not one of a stream's (the caller reads it), or
- * -errno (librbd's) when a chunk it needs failed. */
-int snapfs_rbd_stream_read(struct snapfs_rbd_stream *s, void *buf, size_t len, uint64_t off);
-/* The same, without the copy: *data points at the len bytes in the
- * stream's buffer, kept for the caller until snapfs_rbd_stream_return
- * (token), which must follow soon (the stream reads no chunk into a
- * buffer lent out).  0 also for a read across two chunks. */
-int snapfs_rbd_stream_borrow(struct snapfs_rbd_stream *s, size_t len, uint64_t off,
-			     const char **data, void **token);
-void snapfs_rbd_stream_return(void *token);
-
 /* rbd-libvirt.c: the key of spec from the libvirt secret it names, if any
  * (base64, as Ceph wants it): 0, or -EACCES with why. */
 int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec *spec,
@@ -1125,9 +1087,6 @@ void snapfs_rbd_snap_prefix(const char *host_id, const char *owner, char *out, s
 int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner);
 /* All len bytes at off of RBD disk d's snapshot: 0, or -EIO (logged). */
 int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len, uint64_t off);
-/* snapfs_rbd_borrow of d's snapshot: 1, 0, or -EIO, logged as a read. */
-int snapfs_rbd_disk_borrow(const struct snapfs_snapdisk *d, size_t len, uint64_t off,
-			   const char **data, void **token);
 /* This host's identity for snapshot names: /etc/machine-id, else the host
  * name, as [a-z0-9-], at most 32 bytes. */
 void snapfs_host_id(char *out, size_t len);
