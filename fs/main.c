@@ -265,8 +265,15 @@ int main(int argc, char **argv)
 		if (n > 0)
 			snapfs_info("removed %d RBD snapshot(s) left behind by an earlier run on %s",
 				    n, real);
-		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0)
+		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0) {
+			char dead[300];
+
 			o.run_dir = run_dir;
+			/* From now on, so that the next run can end this one's
+			 * Ceph clients if it dies. */
+			if (snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0)
+				snapfs_rbd_dead_record_at(dead);
+		}
 	}
 	snapfs_source_libvirt_mode(o.snapshot);
 	snapfs_catalog_init(&src, o.cache);

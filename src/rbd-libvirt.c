@@ -7,6 +7,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "snapfs.h"
 
@@ -62,7 +63,8 @@ int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec
 }
 
 /* Remove the snapshots named with prefix of the RBD disks of one domain. */
-static int sweep_domain(virConnectPtr conn, virDomainPtr dom, const char *prefix)
+static int sweep_domain(virConnectPtr conn, virDomainPtr dom, const char *prefix,
+			const char *dead)
 {
 	char *xml = virDomainGetXMLDesc(dom, 0);
 	const char *name = virDomainGetName(dom);
@@ -90,6 +92,9 @@ static int sweep_domain(virConnectPtr conn, virDomainPtr dom, const char *prefix
 				    disks.disk[i].target, image, err);
 			continue;
 		}
+		/* A dead run's watches would hold each removal up for 30 s. */
+		if (dead)
+			snapfs_rbd_end_dead(r, dead);
 		n = snapfs_rbd_snap_remove_prefixed(r, prefix, &failed);
 		snapfs_rbd_close(r);
 		if (n > 0) {
@@ -111,11 +116,14 @@ int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner)
 {
 	virConnectPtr conn = snapfs_libvirt_connect(uri);
 	virDomainPtr *doms = NULL;
-	char prefix[128], host[64];
+	char prefix[128], host[64], dead[300];
 	int count, removed = 0;
+	bool ending;
 
 	if (!conn)
 		return -EIO;
+	/* Only for one mount, which no snapfs serves now (its owner lock). */
+	ending = snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0;
 	if (host_id)
 		snprintf(host, sizeof(host), "%s", host_id);
 	else
@@ -123,10 +131,12 @@ int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner)
 	snapfs_rbd_snap_prefix(host, owner, prefix, sizeof(prefix));
 	count = virConnectListAllDomains(conn, &doms, 0);
 	for (int i = 0; i < count; i++) {
-		removed += sweep_domain(conn, doms[i], prefix);
+		removed += sweep_domain(conn, doms[i], prefix, ending ? dead : NULL);
 		virDomainFree(doms[i]);
 	}
 	free(doms);
+	if (ending)
+		unlink(dead); /* its clients are ended, or their watches soon time out */
 	virConnectClose(conn);
 	return count < 0 ? -EIO : removed;
 }

@@ -39,6 +39,7 @@ struct cluster {
 	/* A read that timed out: reads fail at once for SNAPFS_RBD_RETRY
 	 * seconds, rather than each wait out the timeout (atomic). */
 	int64_t lost_at;              /* CLOCK_MONOTONIC seconds, 0: never */
+	bool dead_ended;              /* a dead run's client blocklisted here */
 	struct cluster *next;
 };
 
@@ -131,6 +132,7 @@ static int connect_cluster(struct cluster *c, char *why, size_t len)
 		goto fail;
 	}
 	c->h = h;
+	snapfs_rbd_dead_record(h);
 	return 0;
 fail:
 	rados_shutdown(h);
@@ -243,6 +245,17 @@ int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int snapfs_rbd_end_dead(struct snapfs_rbd *r, const char *path)
+{
+	bool first;
+
+	pthread_mutex_lock(&r->c->lock);
+	first = !r->c->dead_ended;
+	r->c->dead_ended = true;
+	pthread_mutex_unlock(&r->c->lock);
+	return first ? snapfs_rbd_dead_blocklist(r->c->h, path) : 0;
 }
 
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name)

@@ -1044,6 +1044,9 @@ uint64_t snapfs_rbd_size(const struct snapfs_rbd *r);
  * -ETIMEDOUT at once for SNAPFS_RBD_RETRY seconds after a read of the same
  * cluster timed out). */
 int snapfs_rbd_read(struct snapfs_rbd *r, void *buf, size_t len, uint64_t off);
+/* Blocklist on r's cluster the clients of a dead run kept in the file
+ * path (rbd-dead.c), once per cluster: how many, or -errno. */
+int snapfs_rbd_end_dead(struct snapfs_rbd *r, const char *path);
 /* Is snapshot name of r's image gone (removed by someone, as the image's
  * header said to every reader)?  1, 0, or -errno. */
 int snapfs_rbd_snap_gone(struct snapfs_rbd *r, const char *name);
@@ -1072,6 +1075,21 @@ void snapfs_rbd_shutdown(void);
 /* "POOL/IMAGE" or "POOL/NS/IMAGE", for log lines and xattrs. */
 void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len);
 
+/* ---- rbd-dead.c: the librados clients of a run, ended by the next ----------
+ *
+ * Each connection of a run appends its cluster's fsid and its address to
+ * the file named by snapfs_rbd_dead_record_at (the mount's run directory);
+ * the sweep of a later run of that mount blocklists them, so that a dead
+ * run's watches do not hold up the removal of its snapshots for 30 s. */
+void snapfs_rbd_dead_record_at(const char *path);
+/* That file for the mount of owner mark owner: 0 or -errno. */
+int snapfs_rbd_dead_path(const char *owner, char *out, size_t len);
+/* After rados_connect of cluster (a rados_t). */
+void snapfs_rbd_dead_record(void *cluster);
+/* Blocklist on cluster (a rados_t) the addresses path keeps for its fsid:
+ * how many, or -errno. */
+int snapfs_rbd_dead_blocklist(void *cluster, const char *path);
+
 /* rbd-libvirt.c: the key of spec from the libvirt secret it names, if any
  * (base64, as Ceph wants it): 0, or -EACCES with why. */
 int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec *spec,
@@ -1082,7 +1100,8 @@ int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec
 void snapfs_rbd_snap_prefix(const char *host_id, const char *owner, char *out, size_t len);
 /* Remove the snapshots a dead snapfs of this host left on the RBD disks of
  * the guests at uri: those of the mount of owner, or of any mount of the
- * host when owner is NULL.  The number removed, or -EIO when libvirt
+ * host when owner is NULL.  With owner, the dead run's Ceph clients are
+ * blocklisted first (rbd-dead.c).  The number removed, or -EIO when libvirt
  * cannot be reached. */
 int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner);
 /* All len bytes at off of RBD disk d's snapshot: 0, or -EIO (logged). */
