@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "snapfs-fuse.h"
 
@@ -213,7 +214,7 @@ int main(int argc, char **argv)
 	struct fuse_args args;
 	struct snapfs_source src;
 	struct snapfs_catalog *cat = NULL;
-	char real[PATH_MAX], run_dir[128];
+	char real[PATH_MAX], run_dir[128], dead[300] = "";
 	char owner[64];
 	int rc, n;
 
@@ -265,15 +266,8 @@ int main(int argc, char **argv)
 		if (n > 0)
 			snapfs_info("removed %d RBD snapshot(s) left behind by an earlier run on %s",
 				    n, real);
-		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0) {
-			char dead[300];
-
+		if (make_run_dir(owner, run_dir, sizeof(run_dir)) == 0)
 			o.run_dir = run_dir;
-			/* From now on, so that the next run can end this one's
-			 * Ceph clients if it dies. */
-			if (snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0)
-				snapfs_rbd_dead_record_at(dead);
-		}
 	}
 	snapfs_source_libvirt_mode(o.snapshot);
 	snapfs_catalog_init(&src, o.cache);
@@ -288,6 +282,10 @@ int main(int argc, char **argv)
 	 * threads would not be there in the child. */
 	snapfs_source_libvirt_disconnect();
 	snapfs_rbd_shutdown();
+	/* The Ceph clients of the daemon are kept, so that the next run can
+	 * end them if it dies (the ones before, shut down, left no watch). */
+	if (o.run_dir && snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0)
+		snapfs_rbd_dead_record_at(dead);
 	snapfs_fs_opts = &o;
 	/* Mount on the absolute path: the daemon's cwd becomes / and fuse_unmount
 	 * must find the same mount. */
@@ -298,6 +296,10 @@ int main(int argc, char **argv)
 	rc = serve(&o, &args, owner);
 	snapfs_catalog_shutdown();
 	snapfs_source_libvirt_disconnect();
+	/* A clean exit: its clients closed their images, and no watch is
+	 * left for a next run to end. */
+	if (dead[0])
+		unlink(dead);
 out_source:
 	snapfs_source_free(&src);
 out:

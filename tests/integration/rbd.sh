@@ -198,7 +198,11 @@ grep -q "removed 2 RBD snapshot(s) left behind" "$SNAPFS_LOG" ||
 	fail "the restart did not say what it removed: $(grep -i rbd "$SNAPFS_LOG" | tail -n 3)"
 [ "$(sha_fd_at 4 0 $((48 << 20)))" = "$held_b" ] ||
 	fail "host b's open file changed when host a restarted"
-# Host b dies too; --cleanup of its mount point, as host b, removes its own.
+# Host a reads (its daemon connects to the cluster), then stops cleanly;
+# host b dies too; --cleanup of its mount point, as host b, removes its own.
+exec 5<"$mnt/cold/vda.raw"
+head -c 65536 <&5 >/dev/null || fail "host a restarted: vda.raw cannot be read"
+exec 5<&-
 kill9_of "$log_b" "$mnt_b"
 exec 4<&-
 snapfs_stop "$mnt"
@@ -206,6 +210,9 @@ snapfs_stop "$mnt"
 "$SNAPFS_BIN" --cleanup -o host_id=hosta "test://$xml" "$mnt" >"$TEST_TMPDIR/cleanup-a" 2>&1 ||
 	fail "--cleanup as host a: $(cat "$TEST_TMPDIR/cleanup-a")"
 [ "$(count_ours rbd/mbr)" = 1 ] || fail "--cleanup as host a took host b's: $(ours rbd/mbr)"
+# Host a stopped cleanly: no client of its to end.
+! grep -q "blocklisted" "$TEST_TMPDIR/cleanup-a" ||
+	fail "--cleanup after a clean stop blocklisted: $(cat "$TEST_TMPDIR/cleanup-a")"
 "$SNAPFS_BIN" --cleanup -o host_id=hostb "test://$xml" "$mnt_b" >"$TEST_TMPDIR/cleanup-b" 2>&1 ||
 	fail "--cleanup as host b: $(cat "$TEST_TMPDIR/cleanup-b")"
 grep -q "removed 2 leftover RBD snapshot(s) of $mnt_b" "$TEST_TMPDIR/cleanup-b" ||
