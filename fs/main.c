@@ -27,7 +27,7 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 	char owner[64];
 	char real[PATH_MAX];
 	bool failed = false;
-	int n;
+	int n, lock = -1;
 
 	if (mountpoint) {
 		if (!realpath(mountpoint, real)) {
@@ -36,7 +36,8 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 		}
 		owner_tag(real, owner, sizeof(owner));
 		/* Never the snapshots of a snapfs that serves it now. */
-		if (snapfs_fs_owner_lock(owner, real, 0, false) == -EBUSY) {
+		lock = snapfs_fs_owner_lock(owner, real, 0, false);
+		if (lock == -EBUSY) {
 			fprintf(stderr, "snapfs: nothing removed\n");
 			return 1;
 		}
@@ -61,7 +62,9 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
 		fprintf(stderr, "snapfs: backup jobs not swept: libvirt cannot be reached (said "
 				"above)\n");
 	if (!uri || strncmp(uri, "lvm:", 4)) {
-		n = snapfs_rbd_sweep(uri, host_id, mountpoint ? owner : NULL);
+		/* A dead run's Ceph clients are blocklisted only under its lock:
+		 * never those of a run that may still be serving. */
+		n = snapfs_rbd_sweep(uri, host_id, mountpoint ? owner : NULL, lock >= 0);
 		snapfs_rbd_shutdown();
 		if (n > 0)
 			printf("snapfs: removed %d leftover RBD snapshot(s)%s%s\n", n,
@@ -216,7 +219,7 @@ int main(int argc, char **argv)
 	struct snapfs_catalog *cat = NULL;
 	char real[PATH_MAX], run_dir[128], dead[300] = "";
 	char owner[64];
-	int rc, n;
+	int rc, n, lock;
 
 	if (snapfs_opts_parse(argc, argv, &o, &args) < 0)
 		return 1;
@@ -241,7 +244,8 @@ int main(int argc, char **argv)
 	}
 	owner_tag(real, owner, sizeof(owner));
 	/* Held until we exit; a restart waits for the last run's removals. */
-	if (snapfs_fs_owner_lock(owner, real, o.lvm_timeout, true) == -EBUSY)
+	lock = snapfs_fs_owner_lock(owner, real, o.lvm_timeout, true);
+	if (lock == -EBUSY)
 		goto out;
 	if (snapfs_dm_init() < 0)
 		snapfs_warn("cannot open /dev/mapper/control (%m): LVM snapshots cannot be "
@@ -262,7 +266,7 @@ int main(int argc, char **argv)
 		if (n > 0)
 			snapfs_info("aborted %d backup job(s) left behind by an earlier run on %s",
 				    n, real);
-		n = snapfs_rbd_sweep(o.source, o.host_id, owner);
+		n = snapfs_rbd_sweep(o.source, o.host_id, owner, lock >= 0);
 		if (n > 0)
 			snapfs_info("removed %d RBD snapshot(s) left behind by an earlier run on %s",
 				    n, real);
@@ -284,7 +288,7 @@ int main(int argc, char **argv)
 	snapfs_rbd_shutdown();
 	/* The Ceph clients of the daemon are kept, so that the next run can
 	 * end them if it dies (the ones before, shut down, left no watch). */
-	if (o.run_dir && snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0)
+	if (o.run_dir && lock >= 0 && snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0)
 		snapfs_rbd_dead_record_at(dead);
 	snapfs_fs_opts = &o;
 	/* Mount on the absolute path: the daemon's cwd becomes / and fuse_unmount
@@ -298,8 +302,10 @@ int main(int argc, char **argv)
 	snapfs_source_libvirt_disconnect();
 	/* A clean exit: its clients closed their images, and no watch is
 	 * left for a next run to end. */
-	if (dead[0])
-		unlink(dead);
+	if (dead[0] && unlink(dead) < 0 && errno != ENOENT)
+		snapfs_warn("cannot remove %s (%m): the next start blocklists this run's "
+			    "Ceph clients, which are gone",
+			    dead);
 out_source:
 	snapfs_source_free(&src);
 out:

@@ -44,21 +44,53 @@ int snapfs_rbd_dead_path(const char *owner, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* An fsid is a UUID; an address list is what rados_getaddrs gives, e.g.
- * "[v2:10.0.0.1:0/1234,v1:10.0.0.1:0/1234]": nothing else is passed on. */
-static bool sane(const char *s, const char *allowed, size_t max)
+/* An fsid is a UUID. */
+static bool fsid_ok(const char *s)
 {
 	size_t n = strlen(s);
 
-	return n && n <= max && strspn(s, allowed) == n;
+	return n == 36 && strspn(s, "0123456789abcdef-") == n;
 }
 
-#define FSID_CHARS "0123456789abcdef-"
-#define ADDR_CHARS "0123456789abcdefABCDEF:.,/[]v"
+/* One client address as Ceph writes it: "127.0.0.1:0/3478931521",
+ * "v2:10.0.0.1:0/1234", "v1:[::1]:0/99".  Its nonce names one client
+ * instance, and is never 0: an entry of port 0 and nonce 0 would blocklist
+ * every client of that IP (qemu's too). */
+static bool addr_ok(const char *s)
+{
+	size_t n = strlen(s);
+	const char *slash = strrchr(s, '/');
+
+	return n && n <= 120 && strspn(s, "0123456789abcdefABCDEF:.[]/anvy") == n && slash &&
+	       slash[1] && strspn(slash + 1, "0123456789") == strlen(slash + 1) &&
+	       strspn(slash + 1, "0") != strlen(slash + 1);
+}
+
+/* The address to keep of what rados_getaddrs gives: itself, or of a list
+ * "[v2:...,v1:...]" (one client, one nonce) its first, which the OSDs
+ * match whatever its type. */
+static bool pick_addr(const char *addrs, char *out, size_t len)
+{
+	size_t n;
+
+	if (!addrs)
+		return false;
+	if (!strncmp(addrs, "[v", 2) || !strncmp(addrs, "[any:", 5)) {
+		addrs++;
+		n = strcspn(addrs, ",]");
+	} else {
+		n = strlen(addrs);
+	}
+	if (n >= len)
+		return false;
+	memcpy(out, addrs, n);
+	out[n] = '\0';
+	return addr_ok(out);
+}
 
 void snapfs_rbd_dead_record(void *cluster)
 {
-	char fsid[64], *addrs = NULL;
+	char fsid[64], addr[128], *addrs = NULL;
 	int fd, rc;
 
 	if (!record_path[0])
@@ -66,51 +98,65 @@ void snapfs_rbd_dead_record(void *cluster)
 	rc = rados_cluster_fsid(cluster, fsid, sizeof(fsid));
 	if (rc >= 0)
 		rc = rados_getaddrs(cluster, &addrs);
-	if (rc < 0 || !sane(fsid, FSID_CHARS, 36) || !sane(addrs, ADDR_CHARS, 200)) {
-		snapfs_warn("the address of this run's Ceph client is not kept (%s): a restart "
+	if (rc < 0 || !fsid_ok(fsid) || !pick_addr(addrs, addr, sizeof(addr))) {
+		snapfs_warn("the address of this run's Ceph client is not kept (%s%s): a restart "
 			    "after a crash may wait 30 s on its watches",
-			    rc < 0 ? strerror(-rc) : "not understood");
+			    rc < 0 ? strerror(-rc) : "not understood: ",
+			    rc < 0 ? "" : addrs ? addrs : "none");
 		free(addrs);
 		return;
 	}
+	free(addrs);
 	fd = open(record_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 || dprintf(fd, "%s %s\n", fsid, addrs) < 0)
+	if (fd < 0 || dprintf(fd, "%s %s\n", fsid, addr) < 0)
 		snapfs_warn("cannot keep this run's Ceph client address in %s: %m", record_path);
+	else
+		snapfs_debug(SNAPFS_DBG_SNAP, "Ceph client %s of cluster %s kept in %s", addr,
+			     fsid, record_path);
 	if (fd >= 0)
 		close(fd);
-	free(addrs);
 }
 
 int snapfs_rbd_dead_blocklist(void *cluster, const char *path)
 {
-	char fsid[64], line[320];
-	int n = 0, rc = rados_cluster_fsid(cluster, fsid, sizeof(fsid));
+	char fsid[64], line[256];
+	int fd, n = 0, rc = rados_cluster_fsid(cluster, fsid, sizeof(fsid));
+	bool whole = true;
 	FILE *f;
 
 	if (rc < 0)
 		return rc;
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
+	f = fdopen(fd, "r");
+	if (!f) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
 	while (fgets(line, sizeof(line), f)) {
-		char *addrs = strchr(line, ' '), *end = strchr(line, '\n');
+		char *addr = strchr(line, ' '), *end = strchr(line, '\n');
+		bool starts = whole;
 
-		if (!addrs || !end)
+		/* A line longer than any kept is skipped whole, not read as two. */
+		whole = end != NULL;
+		if (!starts || !end || !addr)
 			continue;
-		*addrs++ = '\0';
+		*addr++ = '\0';
 		*end = '\0';
-		if (strcmp(line, fsid) || !sane(addrs, ADDR_CHARS, 200))
+		if (strcmp(line, fsid) || !addr_ok(addr))
 			continue;
-		rc = rados_blocklist_add(cluster, addrs, BLOCKLIST_SECONDS);
+		rc = rados_blocklist_add(cluster, addr, BLOCKLIST_SECONDS);
 		if (rc < 0) {
 			snapfs_warn("cannot blocklist %s, the Ceph client of a dead run, on cluster "
 				    "%s: %s; its snapshots are removed once its watches time out",
-				    addrs, fsid, strerror(-rc));
+				    addr, fsid, strerror(-rc));
 			continue;
 		}
 		snapfs_info("blocklisted %s, the Ceph client of a dead run, on cluster %s for %d s, "
 			    "so that its watches end now",
-			    addrs, fsid, BLOCKLIST_SECONDS);
+			    addr, fsid, BLOCKLIST_SECONDS);
 		n++;
 	}
 	fclose(f);

@@ -93,8 +93,11 @@ static int sweep_domain(virConnectPtr conn, virDomainPtr dom, const char *prefix
 			continue;
 		}
 		/* A dead run's watches would hold each removal up for 30 s. */
-		if (dead)
-			snapfs_rbd_end_dead(r, dead);
+		if (dead && (n = snapfs_rbd_end_dead(r, dead)) < 0)
+			snapfs_warn("guest %s disk %s: the Ceph clients of the dead run kept in "
+				    "%s are not blocklisted (%s): removing its snapshots of %s may "
+				    "wait 30 s",
+				    shown, disks.disk[i].target, dead, strerror(-n), image);
 		n = snapfs_rbd_snap_remove_prefixed(r, prefix, &failed);
 		snapfs_rbd_close(r);
 		if (n > 0) {
@@ -112,7 +115,7 @@ static int sweep_domain(virConnectPtr conn, virDomainPtr dom, const char *prefix
 	return removed;
 }
 
-int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner)
+int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner, bool end_dead)
 {
 	virConnectPtr conn = snapfs_libvirt_connect(uri);
 	virDomainPtr *doms = NULL;
@@ -122,8 +125,9 @@ int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner)
 
 	if (!conn)
 		return -EIO;
-	/* Only for one mount, which no snapfs serves now (its owner lock). */
-	ending = snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0;
+	/* Only for one mount, whose owner lock the caller holds: no snapfs
+	 * serves it now. */
+	ending = end_dead && snapfs_rbd_dead_path(owner, dead, sizeof(dead)) == 0;
 	if (host_id)
 		snprintf(host, sizeof(host), "%s", host_id);
 	else
@@ -135,8 +139,11 @@ int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner)
 		virDomainFree(doms[i]);
 	}
 	free(doms);
-	if (ending)
-		unlink(dead); /* its clients are ended, or their watches soon time out */
+	/* Its clients are ended, or their watches time out soon. */
+	if (ending && unlink(dead) < 0 && errno != ENOENT)
+		snapfs_warn("cannot remove %s (%m): the next start blocklists those "
+			    "clients again",
+			    dead);
 	virConnectClose(conn);
 	return count < 0 ? -EIO : removed;
 }

@@ -1100,10 +1100,11 @@ int snapfs_rbd_key_from_libvirt(struct _virConnect *conn, struct snapfs_rbd_spec
 void snapfs_rbd_snap_prefix(const char *host_id, const char *owner, char *out, size_t len);
 /* Remove the snapshots a dead snapfs of this host left on the RBD disks of
  * the guests at uri: those of the mount of owner, or of any mount of the
- * host when owner is NULL.  With owner, the dead run's Ceph clients are
- * blocklisted first (rbd-dead.c).  The number removed, or -EIO when libvirt
- * cannot be reached. */
-int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner);
+ * host when owner is NULL.  With owner and end_dead (the caller holds the
+ * mount's owner lock), the dead run's Ceph clients are blocklisted first
+ * (rbd-dead.c).  The number removed, or -EIO when libvirt cannot be
+ * reached. */
+int snapfs_rbd_sweep(const char *uri, const char *host_id, const char *owner, bool end_dead);
 /* All len bytes at off of RBD disk d's snapshot: 0, or -EIO (logged). */
 int snapfs_rbd_disk_pread(const struct snapfs_snapdisk *d, void *buf, size_t len, uint64_t off);
 /* This host's identity for snapshot names: /etc/machine-id, else the host
