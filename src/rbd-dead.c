@@ -96,6 +96,7 @@ void snapfs_rbd_dead_record(void *cluster)
 	if (!record_path[0])
 		return;
 	rc = rados_cluster_fsid(cluster, fsid, sizeof(fsid));
+	fsid[sizeof(fsid) - 1] = '\0';
 	if (rc >= 0)
 		rc = rados_getaddrs(cluster, &addrs);
 	if (rc < 0 || !fsid_ok(fsid) || !pick_addr(addrs, addr, sizeof(addr))) {
@@ -126,6 +127,7 @@ int snapfs_rbd_dead_blocklist(void *cluster, const char *path)
 
 	if (rc < 0)
 		return rc;
+	fsid[sizeof(fsid) - 1] = '\0';
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
