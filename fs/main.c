@@ -78,9 +78,7 @@ static int cleanup_only(const char *mountpoint, const char *uri, const char *scr
  * qemu reaches the 0700 directory of each job within, which it owns. */
 static int make_run_dir(const char *owner, char *out, size_t len)
 {
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
-
-	snprintf(out, len, "%s/%s", SNAPFS_RUN_BASE, owner + plen);
+	snprintf(out, len, "%s/%s", SNAPFS_RUN_BASE, snapfs_owner_mark(owner));
 	if ((mkdir(SNAPFS_RUN_BASE, 0711) < 0 && errno != EEXIST) ||
 	    (mkdir(out, 0711) < 0 && errno != EEXIST) || chmod(out, 0711) < 0) {
 		snapfs_warn("cannot make %s (%m): guests that need libvirt's backup API are not "

@@ -19,6 +19,13 @@ uint64_t snapfs_name_hash(const char *s, size_t len)
 	return h;
 }
 
+const char *snapfs_owner_mark(const char *owner)
+{
+	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
+
+	return strncmp(owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? owner : owner + plen;
+}
+
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one.
  * Overlong forms, surrogates and code points past U+10FFFF are invalid. */
 static size_t utf8_len(const unsigned char *s)

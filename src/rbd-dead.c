@@ -35,12 +35,12 @@ void snapfs_rbd_dead_record_at(const char *path)
 
 int snapfs_rbd_dead_path(const char *owner, char *out, size_t len)
 {
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
 	int n;
 
-	if (!owner || strncmp(owner, SNAPFS_OWNER_TAG_PREFIX, plen))
+	if (!owner)
 		return -EINVAL;
-	n = snprintf(out, len, "%s/%s/rbd-clients", SNAPFS_RUN_BASE, owner + plen);
+	/* In the run directory fs/main.c makes for that mount. */
+	n = snprintf(out, len, "%s/%s/rbd-clients", SNAPFS_RUN_BASE, snapfs_owner_mark(owner));
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 

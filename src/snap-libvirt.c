@@ -69,10 +69,7 @@ static uint64_t mib(uint64_t bytes)
 
 static void owner_mark(const char *owner, char *out, size_t len)
 {
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
-
-	snprintf(out, len, "%s",
-		 strncmp(owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? owner : owner + plen);
+	snprintf(out, len, "%s", snapfs_owner_mark(owner));
 }
 
 static void libvirt_init(const struct snapfs_snapset_config *cfg)

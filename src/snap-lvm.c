@@ -55,10 +55,7 @@ static void make_snap_name(const char *origin, char *out, size_t outlen)
 	pthread_mutex_unlock(&name_lock);
 	/* LV names stop at 127 bytes; the origin's name is cut to fit.  The
 	 * mount's mark keeps two snapfs mounts' names apart. */
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
-	const char *mark = strncmp(owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? owner : owner + plen;
-
-	snprintf(out, outlen, "%.80s_snapfs_%.8s_%lx_%u", origin, mark,
+	snprintf(out, outlen, "%.80s_snapfs_%.8s_%lx_%u", origin, snapfs_owner_mark(owner),
 		 (unsigned long)time(NULL), seq);
 }
 

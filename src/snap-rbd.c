@@ -50,13 +50,10 @@ static uint64_t mib(uint64_t bytes)
 
 void snapfs_rbd_snap_prefix(const char *host_id, const char *owner, char *out, size_t len)
 {
-	size_t plen = strlen(SNAPFS_OWNER_TAG_PREFIX);
-
 	if (!owner)
 		snprintf(out, len, "snapfs.%.32s.", host_id);
 	else
-		snprintf(out, len, "snapfs.%.32s.%.32s.", host_id,
-			 strncmp(owner, SNAPFS_OWNER_TAG_PREFIX, plen) ? owner : owner + plen);
+		snprintf(out, len, "snapfs.%.32s.%.32s.", host_id, snapfs_owner_mark(owner));
 }
 
 void snapfs_host_id(char *out, size_t len)

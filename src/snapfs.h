@@ -73,6 +73,9 @@ bool snapfs_log_first(const char *key, const char *detail);
 void snapfs_name_escape(const char *name, char out[SNAPFS_NAME_MAX + 1]);
 /* 64-bit FNV-1a, for stable suffixes and owner marks. */
 uint64_t snapfs_name_hash(const char *s, size_t len);
+/* The mark of owner tag owner ("snapfs_owner_MARK"), as snapshot names and
+ * the mount's run directory carry it: owner itself if not such a tag. */
+const char *snapfs_owner_mark(const char *owner);
 /* The file name of a disk image and its partitions: "vda.raw", "vda1.raw",
  * "nvme0n1p1.raw".  partno 0 means the whole disk.  -ENAMETOOLONG if it
  * does not fit. */
@@ -1082,7 +1085,7 @@ void snapfs_rbd_name(const struct snapfs_rbd_spec *spec, char *out, size_t len);
  * the sweep of a later run of that mount blocklists them, so that a dead
  * run's watches do not hold up the removal of its snapshots for 30 s. */
 void snapfs_rbd_dead_record_at(const char *path);
-/* That file for the mount of owner mark owner: 0 or -errno. */
+/* That file for the mount of owner tag owner: 0 or -errno. */
 int snapfs_rbd_dead_path(const char *owner, char *out, size_t len);
 /* After rados_connect of cluster (a rados_t). */
 void snapfs_rbd_dead_record(void *cluster);

@@ -196,7 +196,7 @@ static void test_path(void **state UNUSED)
 	assert_int_equal(snapfs_rbd_dead_path(SNAPFS_OWNER_TAG_PREFIX "00ab", out, sizeof(out)), 0);
 	assert_string_equal(out, SNAPFS_RUN_BASE "/00ab/rbd-clients");
 	assert_int_equal(snapfs_rbd_dead_path(NULL, out, sizeof(out)), -EINVAL);
-	assert_int_equal(snapfs_rbd_dead_path("other_00ab", out, sizeof(out)), -EINVAL);
+	assert_int_equal(snapfs_rbd_dead_path(SNAPFS_OWNER_TAG_PREFIX "ff", out, 20), -ENAMETOOLONG);
 }
 
 int main(void)
